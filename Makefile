@@ -1,0 +1,57 @@
+# fleetpulse developer targets. `make help` lists them.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PORT    ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test test-fast lint fmt bench-ingest bench-ingest-influx bench-agent diagram compose-check clean
+
+help: ## list the targets
+	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  %-22s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): requirements.txt requirements-agent.txt requirements-dev.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv with every pinned dependency
+
+run: $(STAMP) ## start the API on the embedded SQLite store (and an agent for this machine)
+	PATH="$(abspath $(BIN)):$$PATH" PORT=$(PORT) bash scripts/run-local.sh
+
+test: $(STAMP) ## run the whole suite (lint, unit, API, real influxd, end-to-end)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP) ## the suite without the slow end-to-end tests
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(STAMP) ## apply ruff's fixes and format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench-ingest: $(STAMP) ## ingest throughput through gunicorn on SQLite
+	$(BIN)/python bench/ingest.py --store sqlite
+
+bench-ingest-influx: $(STAMP) ## ingest throughput through gunicorn on a real influxd, against direct raw writes
+	$(BIN)/python bench/ingest.py --store influxdb
+
+bench-agent: $(STAMP) ## agent RSS, CPU and collection latency
+	$(BIN)/python bench/agent.py
+
+diagram: ## regenerate architecture_diagram.png from architecture_diagram.dot
+	dot -Tpng -Gdpi=110 architecture_diagram.dot -o architecture_diagram.png
+
+compose-check: ## validate docker-compose.yml offline
+	docker-compose -f docker-compose.yml config -q
+
+clean: ## remove the venv and local data
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

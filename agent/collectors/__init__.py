@@ -1,0 +1,112 @@
+"""The collector registry: name -> factory(config, os_layer) building one collector."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from agent.config import Config
+from agent.samples import Sample
+
+log = logging.getLogger(__name__)
+
+
+class Collector(Protocol):
+    """What the runner needs from a collector."""
+
+    name: str
+
+    def collect(self, now: float | None = None) -> list[Sample]:
+        """One round of samples."""
+        ...
+
+
+@dataclass
+class OsLayer:
+    """What collectors read the machine through; tests pass canned stand-ins."""
+
+    psutil: Any
+    nvml: Any = None
+    sysfs_root: Path = Path("/sys")
+    proc_root: Path | None = Path("/proc")
+
+
+def default_os_layer() -> OsLayer:
+    """The real machine: psutil, pynvml if installed, /sys and /proc."""
+    import psutil
+
+    try:
+        import pynvml
+    except ImportError:
+        pynvml = None
+    return OsLayer(psutil=psutil, nvml=pynvml)
+
+
+def _cpu(cfg: Config, os_: OsLayer) -> Collector:
+    from agent.collectors.cpu import CpuCollector
+
+    return CpuCollector(os_.psutil)
+
+
+def _memory(cfg: Config, os_: OsLayer) -> Collector:
+    from agent.collectors.memory import MemoryCollector
+
+    return MemoryCollector(os_.psutil)
+
+
+def _disk(cfg: Config, os_: OsLayer) -> Collector:
+    from agent.collectors.disk import DiskCollector
+
+    return DiskCollector(os_.psutil)
+
+
+def _network(cfg: Config, os_: OsLayer) -> Collector:
+    from agent.collectors.network import NetworkCollector
+
+    return NetworkCollector(os_.psutil)
+
+
+def _gpu(cfg: Config, os_: OsLayer) -> Collector:
+    from agent.collectors.gpu import GpuCollector
+
+    return GpuCollector(os_.nvml)
+
+
+def _power(cfg: Config, os_: OsLayer) -> Collector:
+    from agent.collectors.power import PowerCollector
+
+    return PowerCollector(os_.sysfs_root)
+
+
+def _processes(cfg: Config, os_: OsLayer) -> Collector:
+    from agent.collectors.processes import ProcessCollector
+
+    return ProcessCollector(
+        os_.psutil, cfg.watch, refresh_s=cfg.proc_refresh, proc_root=os_.proc_root
+    )
+
+
+REGISTRY: dict[str, Callable[[Config, OsLayer], Collector]] = {
+    "cpu": _cpu,
+    "memory": _memory,
+    "disk": _disk,
+    "network": _network,
+    "gpu": _gpu,
+    "power": _power,
+    "processes": _processes,
+}
+
+
+def build(cfg: Config, os_: OsLayer) -> list[Collector]:
+    """Instantiate the configured collectors, leaving out those that switched themselves off."""
+    out: list[Collector] = []
+    for name in cfg.collectors:
+        collector = REGISTRY[name](cfg, os_)
+        if getattr(collector, "enabled", True):
+            out.append(collector)
+        elif name == "processes":
+            log.info("processes collector off: nothing to watch (FLEETPULSE_WATCH is empty)")
+    return out

@@ -1,0 +1,120 @@
+"""The sampling loop: drift-free rounds, one batch per closed window into the spool."""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from agent.batcher import Batcher
+from agent.collectors import Collector
+from agent.samples import Sample
+from agent.sender import Delivery
+from agent.spool import Spool
+
+log = logging.getLogger(__name__)
+
+CLOSE_DELAY = 0.2  # seconds after a window's end before its batch is cut
+
+
+class Runner:
+    """Samples every `interval` seconds on a fixed grid (k * interval from start, no drift)."""
+
+    def __init__(
+        self,
+        collectors: Sequence[Collector],
+        batcher: Batcher,
+        spool: Spool | None,
+        delivery: Delivery | None,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        keep_timings: int = 0,
+    ) -> None:
+        self.collectors = list(collectors)
+        self.batcher = batcher
+        self.spool = spool
+        self.delivery = delivery
+        self.interval = interval
+        self._clock = clock
+        self._mono = monotonic
+        self._failing: set[str] = set()
+        self.timings: collections.deque[tuple[float, float]] = collections.deque(
+            maxlen=keep_timings or 1
+        )
+        self._keep_timings = keep_timings > 0
+
+    def round(self, now: float | None = None) -> list[Sample]:
+        """Ask every collector once; one failing collector never stops the others."""
+        ts = self._clock() if now is None else now
+        out: list[Sample] = []
+        sys_s = proc_s = 0.0
+        for c in self.collectors:
+            start = time.perf_counter()
+            try:
+                out.extend(c.collect(ts))
+                self._failing.discard(c.name)
+            except Exception:
+                if c.name not in self._failing:  # one log line per failure streak
+                    log.exception("collector %s failed; skipping it this round", c.name)
+                    self._failing.add(c.name)
+            spent = time.perf_counter() - start
+            if c.name == "processes":
+                proc_s += spent
+            else:
+                sys_s += spent
+        if self._keep_timings:
+            self.timings.append((sys_s * 1000, proc_s * 1000))
+        if self.spool is not None:
+            out.append(Sample("agent.spool.pending", {}, "count", ts, float(self.spool.pending())))
+            out.append(Sample("agent.spool.dropped", {}, "count", ts, float(self.spool.dropped())))
+        return out
+
+    def cut(self, now: float, everything: bool = False) -> int:
+        """Move closed windows (or, at shutdown, every window) into the spool."""
+        windows = self.batcher.open_windows() if everything else self.batcher.closed(now)
+        n = 0
+        for w in windows:
+            built = self.batcher.take(w)
+            if built is None or self.spool is None:
+                continue
+            body, carry, _count = built
+            self.spool.put(w, body, carry)
+            n += 1
+        if n and self.delivery is not None:
+            self.delivery.wake.set()
+        return n
+
+    def run(self, stop: threading.Event) -> None:
+        """Sample until stop is set, then flush every open window to the spool."""
+        start = self._mono()
+        k = 0
+        while not stop.is_set():
+            samples = self.round()
+            self.batcher.add(samples)
+            now = self._clock()
+            self.cut(now - CLOSE_DELAY)
+            k = max(k + 1, math.floor((self._mono() - start) / self.interval) + 1)  # skip missed
+            next_round = start + k * self.interval
+            # also wake just after the current window closes, for intervals longer than it
+            w_end = self.batcher.window_of(now) + self.batcher.window + CLOSE_DELAY
+            while not stop.is_set():
+                mono = self._mono()
+                wait = min(next_round - mono, w_end - self._clock())
+                if wait > 0:
+                    stop.wait(wait)
+                if self._clock() >= w_end:
+                    self.cut(self._clock() - CLOSE_DELAY)
+                    w_end += self.batcher.window
+                if self._mono() >= next_round:
+                    break
+        self.cut(self._clock(), everything=True)
+
+    def write_timings(self, path: str | Path) -> None:
+        """Per-round collection times in ms, for bench/agent.py."""
+        Path(path).write_text(json.dumps({"rounds": list(self.timings)}))

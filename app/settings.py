@@ -1,0 +1,109 @@
+"""Every server setting, read in one place from ``FLEETPULSE_*`` variables (and ``.env``)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``2h``/``7d``/``400d`` style text, so retentions read like InfluxDB's."""
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 2h, 7d, 400d)")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    """InfluxDB-style duration text (``168h``) for retention policies."""
+    s = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s % size == 0 and s >= size:
+            return f"{s // size * (24 if unit == 'd' else 1)}{'h' if unit == 'd' else unit}"
+    return f"{s}s"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The server's configuration; each field's default is the documented one."""
+
+    storage_url: str = ""  # FLEETPULSE_STORAGE_URL; "" = sqlite:///<cwd>/var/fleetpulse.db
+    metadata_path: str = ""  # FLEETPULSE_METADATA_PATH; "" = beside the SQLite file / ./var
+    influxdb_token: str = ""  # FLEETPULSE_INFLUXDB_TOKEN
+    influxdb_username: str = ""  # FLEETPULSE_INFLUXDB_USERNAME
+    influxdb_password: str = ""  # FLEETPULSE_INFLUXDB_PASSWORD
+    influxdb_timeout: float = 5.0  # FLEETPULSE_INFLUXDB_TIMEOUT seconds per call
+    admin_token: str = ""  # FLEETPULSE_ADMIN_TOKEN
+    raw_retention: float = 0.0  # FLEETPULSE_RAW_RETENTION; 0 = raw samples are not kept
+    retention_30s: float = 7 * 86400.0  # FLEETPULSE_30S_RETENTION
+    retention_30m: float = 400 * 86400.0  # FLEETPULSE_30M_RETENTION
+    hold: float = 90.0  # FLEETPULSE_HOLD seconds a sample's value holds at most
+    max_body_bytes: int = 8 * 1024 * 1024  # FLEETPULSE_MAX_BODY_BYTES, after gunzip too
+    max_points: int = 500_000  # FLEETPULSE_MAX_POINTS in one request
+    future_slack: float = 300.0  # how far ahead of the server clock a timestamp may be
+    jobs: bool = True  # FLEETPULSE_JOBS: run downsampling/retention inside the server
+    job_interval: float = 900.0  # FLEETPULSE_JOB_INTERVAL: the 30-minute job's period
+    retry_after: int = 5  # FLEETPULSE_RETRY_AFTER seconds advertised on 503
+    rate_limit: float = 50.0  # FLEETPULSE_RATE_LIMIT requests/s per token (0 = off)
+    rate_burst: float = 200.0  # FLEETPULSE_RATE_BURST
+    log_level: str = "INFO"  # FLEETPULSE_LOG_LEVEL
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build from the environment (plus ``./.env``), then apply explicit overrides."""
+        env = dict(os.environ if env is None else env)
+        for k, v in _read_dotenv(Path(".env")).items():
+            env.setdefault(k, v)
+        kw: dict[str, Any] = {}
+        names = {
+            "raw_retention": "FLEETPULSE_RAW_RETENTION",
+            "retention_30s": "FLEETPULSE_30S_RETENTION",
+            "retention_30m": "FLEETPULSE_30M_RETENTION",
+        }
+        for f in fields(cls):
+            var = names.get(f.name, "FLEETPULSE_" + f.name.upper())
+            if var not in env or env[var] == "":
+                continue
+            raw = env[var]
+            if f.name in names or f.name == "hold":
+                kw[f.name] = parse_duration(raw)
+            elif f.type == "bool":
+                kw[f.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
+            elif f.type == "int":
+                kw[f.name] = int(raw)
+            elif f.type == "float":
+                kw[f.name] = float(raw)
+            else:
+                kw[f.name] = raw
+        return replace(cls(**kw), **overrides).resolved()
+
+    def resolved(self) -> Settings:
+        """Fill the path defaults that depend on the working directory."""
+        url = self.storage_url or f"sqlite:///{Path('var').absolute() / 'fleetpulse.db'}"
+        meta = self.metadata_path
+        if not meta:
+            if url.startswith("sqlite:///"):
+                meta = url[len("sqlite:///") - 1 :]
+            else:
+                meta = str(Path("var").absolute() / "metadata.db")
+        return replace(self, storage_url=url, metadata_path=meta)
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines of a .env file; the real environment wins over it."""
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        k, v = line.split("=", 1)
+        out[k.strip().removeprefix("export ").strip()] = v.strip().strip("'\"")
+    return out

@@ -1,0 +1,34 @@
+"""gunicorn settings: ``gunicorn -c gunicorn.conf.py`` starts the API (CONTRACT.md section 1)."""
+
+import logging
+import multiprocessing
+import os
+
+wsgi_app = "app.wsgi:application"
+bind = [os.environ.get("FLEETPULSE_BIND", "0.0.0.0:8000")]
+# Sync workers: the work per request is CPU (JSON, numpy, SQLite), so one process per core,
+# plus one to cover I/O waits; FLEETPULSE_WORKERS overrides.
+workers = int(os.environ.get("FLEETPULSE_WORKERS", multiprocessing.cpu_count() + 1))
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+max_requests = 0
+accesslog = None  # the app logs one line per request itself
+errorlog = "-"
+loglevel = os.environ.get("FLEETPULSE_LOG_LEVEL", "info").lower()
+# TLS straight from gunicorn when no reverse proxy terminates it (see SECURITY.md).
+certfile = os.environ.get("FLEETPULSE_TLS_CERT") or None
+keyfile = os.environ.get("FLEETPULSE_TLS_KEY") or None
+
+
+def post_worker_init(worker):
+    """Each worker starts its job thread after the fork; the lease makes each slot run once."""
+    logging.basicConfig(
+        level=os.environ.get("FLEETPULSE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(process)d %(levelname)s %(name)s %(message)s",
+    )
+    app = worker.wsgi
+    ext = app.extensions["fleetpulse"]
+    if ext.settings.jobs:
+        ext.jobs.start()

@@ -1,0 +1,95 @@
+from types import SimpleNamespace
+
+import pytest
+
+from agent.collectors.disk import DiskCollector
+from agent.collectors.network import NetworkCollector
+
+
+class Clock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def part(device, mountpoint, fstype):
+    return SimpleNamespace(device=device, mountpoint=mountpoint, fstype=fstype, opts="rw")
+
+
+def io(rb, wb, rc, wc):
+    return SimpleNamespace(read_bytes=rb, write_bytes=wb, read_count=rc, write_count=wc)
+
+
+def test_disk_skips_pseudo_fs_and_bind_duplicates_and_computes_rates():
+    counters = [
+        {"vda": io(0, 0, 0, 0), "loop0": io(0, 0, 0, 0)},
+        {"vda": io(2048, 4096, 10, 20), "loop0": io(99, 99, 99, 99)},
+    ]
+    listed = []
+
+    class Ps:
+        def disk_partitions(self, all=False):
+            listed.append(all)
+            return [
+                part("proc", "/proc", "proc"),
+                part("tmpfs", "/dev/shm", "tmpfs"),
+                part("cgroup", "/sys/fs/cgroup/cpu", "cgroup"),
+                part("/dev/vda", "/", "ext4"),
+                part("/dev/vda", "/etc/hosts", "ext4"),  # bind mount of the same device
+                part("/dev/sdb1", "/data", "xfs"),
+                part("overlay", "/var/lib/docker/overlay2/x/merged", "overlay"),
+            ]
+
+        def disk_usage(self, path):
+            return SimpleNamespace(used=75, free=25, percent=75.0)
+
+        def disk_io_counters(self, perdisk=False):
+            return counters.pop(0)
+
+    mono = Clock()
+    c = DiskCollector(Ps(), monotonic=mono)
+    first = c.collect(1.0)
+    assert {s.tags["mount"] for s in first} == {"/", "/data"}
+    assert not [s for s in first if "device" in s.tags]  # no rate in the first round
+    mono.t += 2.0
+    second = {(s.metric, tuple(s.tags.items())): s.value for s in c.collect(3.0)}
+    assert second[("disk.read.bytes_per_s", (("device", "vda"),))] == pytest.approx(1024)
+    assert second[("disk.write.bytes_per_s", (("device", "vda"),))] == pytest.approx(2048)
+    assert second[("disk.read.iops", (("device", "vda"),))] == pytest.approx(5)
+    assert second[("disk.write.iops", (("device", "vda"),))] == pytest.approx(10)
+    assert not any(k[1] == (("device", "loop0"),) for k in second)
+    assert second[("disk.percent", (("mount", "/"),))] == 75.0
+    assert listed == [True]  # the mount list is cached between rounds
+
+
+def nic(b_in, b_out, p_in, p_out, e_in, e_out):
+    return SimpleNamespace(
+        bytes_recv=b_in, bytes_sent=b_out, packets_recv=p_in, packets_sent=p_out,
+        errin=e_in, errout=e_out,
+    )  # fmt: skip
+
+
+def test_network_rates_skip_loopback_and_counter_reset():
+    rounds = [
+        {"lo": nic(0, 0, 0, 0, 0, 0), "eth0": nic(1000, 2000, 10, 20, 0, 0)},
+        {"lo": nic(9, 9, 9, 9, 0, 0), "eth0": nic(1500, 3000, 15, 40, 1, 2)},
+        {"eth0": nic(10, 10, 1, 1, 0, 0)},  # counters reset (driver reload): no rate
+    ]
+    ps = SimpleNamespace(net_io_counters=lambda pernic=False: rounds.pop(0))
+    mono = Clock()
+    c = NetworkCollector(ps, monotonic=mono)
+    assert c.collect(1.0) == []
+    mono.t += 0.5
+    got = {s.metric: s.value for s in c.collect(2.0)}
+    assert got == {
+        "net.recv.bytes_per_s": 1000.0,
+        "net.sent.bytes_per_s": 2000.0,
+        "net.recv.packets_per_s": 10.0,
+        "net.sent.packets_per_s": 40.0,
+        "net.errors.in_per_s": 2.0,
+        "net.errors.out_per_s": 4.0,
+    }
+    mono.t += 1
+    assert c.collect(3.0) == []
