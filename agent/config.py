@@ -110,7 +110,7 @@ def parse_watch(value: Any) -> tuple[WatchSpec, ...]:
             kind, pattern = "cmd", selector[4:]
         if not pattern:
             raise ConfigError(f"watch: {item!r}: empty selector")
-        name = name.strip() or re.sub(r"[^A-Za-z0-9._-]", "_", pattern)[:128] or "process"
+        name = name.strip() or re.sub(r"[^A-Za-z0-9._-]", "_", selector)[:128]
         if not 1 <= len(name) <= 128 or not name.isprintable():
             raise ConfigError(f"watch: {item!r}: the name must be 1-128 printable characters")
         specs.append(WatchSpec(name, kind, pattern))

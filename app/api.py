@@ -182,7 +182,8 @@ def _points(sp: SeriesPoints, with_energy: bool) -> list[dict]:
 def get_series(args: dict) -> Response:
     """Windows of one metric of one host, each tag set a series; filter with tag.KEY=VALUE."""
     start, end, res = parse_range(args)
-    tags = {k[4:]: v for k, v in args.items() if k.startswith("tag.")}
+    # webargs drops unknown query keys, so tag filters come from the raw query string.
+    tags = {k[4:]: v for k, v in request.args.items() if k.startswith("tag.")}
     found = _ext().store.query(Query(args["host"], start, end, res, metric=args["metric"], tags=tags))
     return _json(
         {

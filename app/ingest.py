@@ -162,25 +162,26 @@ def _split_points(points: object, path: str, errors: dict) -> tuple[list, list]:
     if not isinstance(points, list) or not points:
         _add(errors, path, "must be a non-empty list of [timestamp, value] pairs")
         return [], []
-    if not all(type(p) is list and len(p) == 2 for p in points):
-        for k, p in enumerate(points):
-            if not (type(p) is list and len(p) == 2):
-                _add(errors, f"{path}.{k}", "must be a [timestamp, value] pair")
-        return [], []
-    ts = [p[0] for p in points]
-    vals = [p[1] for p in points]
-    if not {type(v) for v in vals} <= {int, float}:
-        for k, v in enumerate(vals):
-            if type(v) not in (int, float):
-                _add(errors, f"{path}.{k}", f"value must be a number, not {_jtype(v)}")
-    if not {type(t) for t in ts} <= {int, float}:
-        for k, t in enumerate(ts):
-            if type(t) is str:
-                if _rfc3339(t) is None:
-                    _add(errors, f"{path}.{k}", "timestamp string must be RFC 3339 with an offset")
-            elif type(t) not in (int, float):
-                _add(errors, f"{path}.{k}", f"timestamp must be a number or string, not {_jtype(t)}")
-    return ts, vals
+    if all(type(p) is list and len(p) == 2 for p in points):
+        ts = [p[0] for p in points]
+        vals = [p[1] for p in points]
+        if {type(v) for v in vals} <= {int, float} and {type(t) for t in ts} <= {int, float}:
+            return ts, vals  # the fast path: every point is a pair of JSON numbers
+    for k, p in enumerate(points):
+        if not (type(p) is list and len(p) == 2):
+            _add(errors, f"{path}.{k}", "must be a [timestamp, value] pair")
+            continue
+        t, v = p
+        if type(v) not in (int, float):
+            _add(errors, f"{path}.{k}", f"value must be a number, not {_jtype(v)}")
+        if type(t) is str:
+            if _rfc3339(t) is None:
+                _add(errors, f"{path}.{k}", "timestamp string must be RFC 3339 with an offset")
+        elif type(t) not in (int, float):
+            _add(errors, f"{path}.{k}", f"timestamp must be a number or string, not {_jtype(t)}")
+    return [p[0] for p in points if type(p) is list and len(p) == 2], [
+        p[1] for p in points if type(p) is list and len(p) == 2
+    ]
 
 
 def _carry(c: object, path: str, errors: dict) -> tuple[float, float] | None:

@@ -25,6 +25,7 @@ class FakeApi:
 
     def __init__(self) -> None:
         self.script: deque[tuple] = deque()
+        self.default: tuple = ("ok",)  # the answer once the script is used up
         self.received: list[dict] = []  # every request that arrived, answered or not
         self.connections = 0
         self.lock = threading.Lock()
@@ -44,7 +45,7 @@ class FakeApi:
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with api.lock:
-                    action = api.script.popleft() if api.script else ("ok",)
+                    action = api.script.popleft() if api.script else api.default
                     api.received.append(
                         {
                             "path": self.path,
@@ -149,3 +150,91 @@ def python() -> str:
 def canned(**kw: object) -> SimpleNamespace:
     """A stand-in for a psutil namedtuple."""
     return SimpleNamespace(**kw)
+
+
+class FakeNvml:
+    """Mirrors pynvml's names, signatures and errors (the real NVMLError and error codes).
+
+    `fail` maps a function name to an NVML error code it raises; `gpus` is a list of dicts.
+    """
+
+    def __init__(self, gpus: list[dict] | None = None, fail: dict[str, int] | None = None):
+        import pynvml
+
+        self._real = pynvml
+        self.NVMLError = pynvml.NVMLError
+        for name in dir(pynvml):
+            if name.startswith(("NVML_ERROR_", "NVML_CLOCK_", "NVML_TEMPERATURE_")):
+                setattr(self, name, getattr(pynvml, name))
+        self.gpus = gpus if gpus is not None else []
+        self.fail = dict(fail or {})
+        self.calls: list[str] = []
+        self.initialised = 0
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if name in self.fail:
+            raise self.NVMLError(self.fail[name])
+
+    def _gpu(self, handle: object) -> dict:
+        self._check_init()
+        return self.gpus[handle]  # type: ignore[index]
+
+    def _check_init(self) -> None:
+        if not self.initialised:
+            raise self.NVMLError(self.NVML_ERROR_UNINITIALIZED)
+
+    def nvmlInit(self) -> None:
+        self._call("nvmlInit")
+        self.initialised += 1
+
+    def nvmlShutdown(self) -> None:
+        self._call("nvmlShutdown")
+        self.initialised = max(0, self.initialised - 1)
+
+    def nvmlDeviceGetCount(self) -> int:
+        self._check_init()
+        self._call("nvmlDeviceGetCount")
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        self._call("nvmlDeviceGetHandleByIndex")
+        if not 0 <= index < len(self.gpus):
+            raise self.NVMLError(self.NVML_ERROR_INVALID_ARGUMENT)
+        return index
+
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> SimpleNamespace:
+        g = self._gpu(handle)
+        self._call("nvmlDeviceGetUtilizationRates")
+        return SimpleNamespace(gpu=g["util"], memory=g.get("mem_util", 0))
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int, version: object = None) -> SimpleNamespace:
+        g = self._gpu(handle)
+        self._call("nvmlDeviceGetMemoryInfo")
+        return SimpleNamespace(total=g["total"], used=g["used"], free=g["total"] - g["used"])
+
+    def nvmlDeviceGetTemperature(self, handle: int, sensor: int) -> int:
+        g = self._gpu(handle)
+        self._call("nvmlDeviceGetTemperature")
+        assert sensor == self.NVML_TEMPERATURE_GPU
+        return g["temp"]
+
+    def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
+        g = self._gpu(handle)
+        self._call("nvmlDeviceGetPowerUsage")
+        return g["power_mw"]
+
+    def nvmlDeviceGetClockInfo(self, handle: int, type: int) -> int:
+        g = self._gpu(handle)
+        self._call("nvmlDeviceGetClockInfo")
+        return {self.NVML_CLOCK_SM: g["sm"], self.NVML_CLOCK_MEM: g["mem"]}[type]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[SimpleNamespace]:
+        g = self._gpu(handle)
+        self._call("nvmlDeviceGetComputeRunningProcesses")
+        return [SimpleNamespace(pid=p, usedGpuMemory=m) for p, m in g.get("procs", [])]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: int) -> list[SimpleNamespace]:
+        g = self._gpu(handle)
+        self._call("nvmlDeviceGetGraphicsRunningProcesses")
+        return [SimpleNamespace(pid=p, usedGpuMemory=m) for p, m in g.get("gprocs", [])]

@@ -131,12 +131,14 @@ class GpuCollector:
         nvml = self._nvml
         total, seen = 0, False
         for idx, h in enumerate(self._handles):
+            on_this_gpu = 0  # a process in both lists holds the same memory: take it once
             for field, fn in (
                 ("compute_procs", nvml.nvmlDeviceGetComputeRunningProcesses),
                 ("graphics_procs", nvml.nvmlDeviceGetGraphicsRunningProcesses),
             ):
                 for p in self._field(idx, field, lambda h=h, fn=fn: fn(h)) or []:
                     if p.pid == pid and getattr(p, "usedGpuMemory", None) is not None:
-                        total += int(p.usedGpuMemory)
+                        on_this_gpu = max(on_this_gpu, int(p.usedGpuMemory))
                         seen = True
+            total += on_this_gpu
         return float(total) if seen else 0.0

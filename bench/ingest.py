@@ -1,0 +1,209 @@
+"""Ingest throughput: realistic batches POSTed through a real gunicorn from a separate process.
+
+    python bench/ingest.py --store sqlite [--hosts 200 --series 40 --samples 30 --windows 3]
+    python bench/ingest.py --store influxdb   # also measures direct raw line-protocol writes
+
+Prints samples/s accepted and p50/p99 request latency (and, for InfluxDB, the baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import json
+import multiprocessing as mp
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = "bench-admin"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_api(storage_url: str, workdir: Path, workers: int) -> tuple[subprocess.Popen, int]:
+    """gunicorn -c gunicorn.conf.py, as users start it; jobs off so they don't skew timings."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers {workers}",
+        "FLEETPULSE_STORAGE_URL": storage_url,
+        "FLEETPULSE_METADATA_PATH": str(workdir / "meta.db"),
+        "FLEETPULSE_ADMIN_TOKEN": ADMIN,
+        "FLEETPULSE_LOG_LEVEL": "WARNING",
+        "FLEETPULSE_RATE_LIMIT": "0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=(workdir / "gunicorn.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/healthz")
+            if c.getresponse().status == 200:
+                return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError((workdir / "gunicorn.log").read_text()[-2000:])
+
+
+def stop_api(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(30)
+
+
+def make_bodies(hosts: int, series: int, samples: int, windows: int, t_start: int) -> list:
+    """One gzipped batch per host and 30-s window, as the agent sends them (with carries)."""
+    out = []
+    for w in range(windows):
+        t0 = t_start + 30 * w
+        for h in range(hosts):
+            ss = []
+            for s in range(series):
+                base = (h * 7 + s * 3) % 100
+                pts = [[t0 + k * 30 / samples, float((base + k) % 100)] for k in range(samples)]
+                item = {
+                    "metric": f"bench.metric_{s % 10}",
+                    "tags": {"idx": str(s)},
+                    "unit": "W" if s == 0 else "percent",
+                    "points": pts,
+                }
+                if w:
+                    item["carry"] = [t0 - 30 / samples, float((base + samples - 1) % 100)]
+                ss.append(item)
+            body = gzip.compress(json.dumps({"host": f"bench-{h:04d}", "series": ss}).encode(), 1)
+            out.append((h, body))
+    return out
+
+
+def _client(port: int, jobs: list, tokens: list, q: mp.Queue) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    lat, bad, accepted = [], 0, 0
+    for h, body in jobs:
+        t = time.perf_counter()
+        conn.request(
+            "POST",
+            "/api/v1/samples",
+            body,
+            {
+                "Authorization": f"Bearer {tokens[h]}",
+                "Content-Type": "application/json",
+                "Content-Encoding": "gzip",
+            },
+        )
+        r = conn.getresponse()
+        data = r.read()
+        lat.append(time.perf_counter() - t)
+        if r.status == 200:
+            accepted += json.loads(data)["accepted"]
+        else:
+            bad += 1
+    q.put((lat, bad, accepted))
+
+
+def drive(port: int, bodies: list, tokens: list, clients: int) -> dict:
+    """Send every body from ``clients`` processes with keep-alive connections; time it all."""
+    q: mp.Queue = mp.Queue()
+    parts = [bodies[i::clients] for i in range(clients)]
+    procs = [mp.Process(target=_client, args=(port, p, tokens, q)) for p in parts]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    lat = sorted(x for r in results for x in r[0])
+    accepted = sum(r[2] for r in results)
+    return {
+        "requests": len(lat),
+        "errors": sum(r[1] for r in results),
+        "accepted": accepted,
+        "seconds": elapsed,
+        "samples_per_s": accepted / elapsed,
+        "requests_per_s": len(lat) / elapsed,
+        "p50_ms": 1000 * lat[len(lat) // 2],
+        "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+    }
+
+
+def create_tokens(port: int, hosts: int) -> list[str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    out = []
+    for h in range(hosts):
+        conn.request(
+            "POST",
+            "/api/v1/tokens",
+            json.dumps({"role": "agent", "host": f"bench-{h:04d}"}),
+            {"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"},
+        )
+        r = conn.getresponse()
+        out.append(json.loads(r.read())["token"])
+    return out
+
+
+def run_api_bench(storage_url: str, workdir: Path, args: argparse.Namespace) -> dict:
+    """The API path: gunicorn + the given store, batches from separate client processes."""
+    proc, port = start_api(storage_url, workdir, args.workers)
+    try:
+        tokens = create_tokens(port, args.hosts)
+        t_start = (int(time.time()) // 30 - args.windows - 2) * 30
+        bodies = make_bodies(args.hosts, args.series, args.samples, args.windows, t_start)
+        warm = make_bodies(min(args.hosts, 20), args.series, args.samples, 1, t_start - 600)
+        drive(port, warm, tokens, args.clients)
+        return drive(port, bodies, tokens, args.clients)
+    finally:
+        stop_api(proc)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--store", choices=["sqlite", "influxdb"], default="sqlite")
+    p.add_argument("--hosts", type=int, default=200)
+    p.add_argument("--series", type=int, default=40)
+    p.add_argument("--samples", type=int, default=30)
+    p.add_argument("--windows", type=int, default=3, help="30-s batches per host")
+    p.add_argument("--workers", type=int, default=(os.cpu_count() or 1) + 1)
+    p.add_argument("--clients", type=int, default=4, help="client processes")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        if args.store == "sqlite":
+            res = run_api_bench(f"sqlite:///{work}/bench.db", work, args)
+            print_result("api -> sqlite", res)
+        else:
+            sys.path.insert(0, str(ROOT))
+            from bench.ingest_influx import run_influx_bench
+
+            run_influx_bench(args, work, run_api_bench, print_result)
+
+
+def print_result(name: str, r: dict) -> None:
+    print(
+        f"{name}: {r['samples_per_s']:,.0f} samples/s accepted, {r['requests_per_s']:.1f} req/s, "
+        f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms "
+        f"({r['accepted']:,} samples in {r['requests']} requests, {r['errors']} errors, "
+        f"{r['seconds']:.1f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Shared fixtures: apps on each store, tokens, and a real gunicorn for end-to-end tests."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+
+from app import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = [
+    m for m in ("tests.agent_fixtures", "tests.influx_fixtures") if (ROOT / (m.replace(".", "/") + ".py")).exists()
+]
+
+# Every contract test runs on each store listed here.
+STORES = ["sqlite"]
+ADMIN = "test-admin-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def now30() -> int:
+    """The start of the current 30-second window, minus two windows: safely in the past."""
+    return int(time.time()) // 30 * 30 - 60
+
+
+@pytest.fixture(params=STORES)
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/fleetpulse.db"
+    influxd = request.getfixturevalue("influxd")
+    return influxd.new_db_url()
+
+
+@pytest.fixture
+def app(storage_url: str, tmp_path: Path):
+    application = create_app(
+        {
+            "storage_url": storage_url,
+            "metadata_path": str(tmp_path / "meta.db"),
+            "admin_token": ADMIN,
+            "jobs": False,
+        }
+    )
+    yield application
+    ext = application.extensions["fleetpulse"]
+    ext.store.close()
+    ext.meta.close()
+
+
+class Client:
+    """The Flask test client with bearer-token and JSON helpers."""
+
+    def __init__(self, flask_client, token: str = ADMIN) -> None:
+        self.c = flask_client
+        self.token = token
+
+    def headers(self, token: str | None, extra: dict | None = None) -> dict:
+        h = {} if token is None else {"Authorization": f"Bearer {token}"}
+        h.update(extra or {})
+        return h
+
+    def post(self, path: str, body=None, token: str | None = "", **kw):
+        tok = self.token if token == "" else token
+        return self.c.post(path, json=body, headers=self.headers(tok, kw.pop("headers", None)), **kw)
+
+    def get(self, path: str, token: str | None = "", **kw):
+        tok = self.token if token == "" else token
+        return self.c.get(path, headers=self.headers(tok), **kw)
+
+    def delete(self, path: str, token: str | None = "", **kw):
+        tok = self.token if token == "" else token
+        return self.c.delete(path, headers=self.headers(tok), **kw)
+
+    def token_for(self, role: str, host: str | None = None) -> str:
+        body = {"role": role} if host is None else {"role": role, "host": host}
+        r = self.post("/api/v1/tokens", body)
+        assert r.status_code == 201, r.json
+        return r.json["token"]
+
+    def samples(self, host: str, series: list[dict], token: str | None = "", **kw):
+        return self.post("/api/v1/samples", {"host": host, "series": series}, token=token, **kw)
+
+    def series(self, host: str, metric: str, start, end, **params):
+        q = {"host": host, "metric": metric, "start": start, "end": end, **params}
+        return self.get("/api/v1/series", query_string=q)
+
+
+@pytest.fixture
+def client(app) -> Client:
+    return Client(app.test_client())
+
+
+# ---- a real gunicorn --------------------------------------------------------------------------
+
+
+@dataclass
+class LiveApi:
+    url: str
+    admin_token: str
+    db_path: Path
+    proc: subprocess.Popen
+    log_path: Path
+
+    def request(self, method: str, path: str, token: str | None = None, **kw) -> requests.Response:
+        headers = kw.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return requests.request(method, self.url + path, headers=headers, timeout=30, **kw)
+
+    def token_for(self, role: str, host: str | None = None) -> str:
+        body = {"role": role} if host is None else {"role": role, "host": host}
+        r = self.request("POST", "/api/v1/tokens", self.admin_token, json=body)
+        assert r.status_code == 201, r.text
+        return r.json()["token"]
+
+    def post_samples(self, token: str, host: str, series: list[dict], gz: bool = True):
+        body = orjson.dumps({"host": host, "series": series})
+        headers = {"Content-Type": "application/json"}
+        if gz:
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        return self.request("POST", "/api/v1/samples", token, data=body, headers=headers)
+
+
+def start_gunicorn(
+    tmp: Path, workers: int = 2, env_extra: dict | None = None, storage_url: str | None = None
+) -> LiveApi:
+    """gunicorn -c gunicorn.conf.py from the repo root, as the contract starts it."""
+    port = free_port()
+    db = tmp / "live.db"
+    log = tmp / "gunicorn.log"
+    env = {
+        **os.environ,
+        "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers {workers}",
+        "FLEETPULSE_STORAGE_URL": storage_url or f"sqlite:///{db}",
+        "FLEETPULSE_METADATA_PATH": str(tmp / "meta.db"),
+        "FLEETPULSE_ADMIN_TOKEN": ADMIN,
+        **(env_extra or {}),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited: {log.read_text()[-3000:]}")
+        try:
+            if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                return LiveApi(url, ADMIN, db, proc, log)
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    stop_gunicorn(proc)
+    raise RuntimeError(f"gunicorn did not start: {log.read_text()[-3000:]}")
+
+
+def stop_gunicorn(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+@pytest.fixture
+def live_api(tmp_path: Path) -> Iterator[LiveApi]:
+    """A real gunicorn with 2 workers on a free port, on a fresh SQLite store."""
+    api = start_gunicorn(tmp_path)
+    try:
+        yield api
+    finally:
+        stop_gunicorn(api.proc)
+
+
+def unique_host() -> str:
+    return "h-" + uuid.uuid4().hex[:10]
