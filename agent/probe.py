@@ -122,7 +122,9 @@ class Probe:
         collector = ProbeCollector(self.service, pynvml, psutil)
         batcher = Batcher(cfg.host, cfg.window, spool.carry())
         self.spool, self.delivery = spool, delivery
-        self.runner = Runner([collector], batcher, spool, delivery, cfg.interval)
+        self.runner = Runner(
+            [collector], batcher, spool, delivery, cfg.interval, spool_tags=collector.tags
+        )
         self._sender = threading.Thread(
             target=delivery.run,
             args=(self._send_stop,),

@@ -35,6 +35,7 @@ class Runner:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         keep_timings: int = 0,
+        spool_tags: dict[str, str] | None = None,
     ) -> None:
         self.collectors = list(collectors)
         self.batcher = batcher
@@ -48,6 +49,8 @@ class Runner:
             maxlen=keep_timings or 1
         )
         self._keep_timings = keep_timings > 0
+        # a probe's own spool gauges carry its service tag, so they never collide with the agent's
+        self._spool_tags = dict(spool_tags or {})
 
     def round(self, now: float | None = None) -> list[Sample]:
         """Ask every collector once; one failing collector never stops the others."""
@@ -71,8 +74,9 @@ class Runner:
         if self._keep_timings:
             self.timings.append((sys_s * 1000, proc_s * 1000))
         if self.spool is not None:
-            out.append(Sample("agent.spool.pending", {}, "count", ts, float(self.spool.pending())))
-            out.append(Sample("agent.spool.dropped", {}, "count", ts, float(self.spool.dropped())))
+            tags, spool = self._spool_tags, self.spool
+            out.append(Sample("agent.spool.pending", tags, "count", ts, float(spool.pending())))
+            out.append(Sample("agent.spool.dropped", tags, "count", ts, float(spool.dropped())))
         return out
 
     def cut(self, now: float, everything: bool = False) -> int:

@@ -135,10 +135,14 @@ def post_samples() -> Response:
     principal = current_principal()
     ctype = (request.mimetype or "").lower()
     if ctype != "application/json":
-        raise ApiError(415, "Content-Type must be application/json", {"Content-Type": [ctype or "missing"]})
+        raise ApiError(
+            415, "Content-Type must be application/json", {"Content-Type": [ctype or "missing"]}
+        )
     settings = current_app.config["FLEETPULSE"]
     body = request.get_data(cache=False)
-    data = ingest.decode_body(body, request.headers.get("Content-Encoding"), settings.max_body_bytes)
+    data = ingest.decode_body(
+        body, request.headers.get("Content-Encoding"), settings.max_body_bytes
+    )
     if isinstance(data, dict) and isinstance(data.get("host"), str):
         check_host(principal, data["host"])
     batch = ingest.parse_samples(data, settings, time.time())
@@ -184,7 +188,9 @@ def get_series(args: dict) -> Response:
     start, end, res = parse_range(args)
     # webargs drops unknown query keys, so tag filters come from the raw query string.
     tags = {k[4:]: v for k, v in request.args.items() if k.startswith("tag.")}
-    found = _ext().store.query(Query(args["host"], start, end, res, metric=args["metric"], tags=tags))
+    found = _ext().store.query(
+        Query(args["host"], start, end, res, metric=args["metric"], tags=tags)
+    )
     return _json(
         {
             "host": args["host"],
@@ -366,9 +372,7 @@ def init_app(app: Flask) -> Api:
     api = _Api(
         app,
         spec_kwargs={
-            "components": {
-                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}
-            }
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}}
         },
     )
     for bp in (samples_bp, read_bp, tokens_bp, health_bp):

@@ -76,4 +76,3 @@ def check_host(principal: Principal, host: str) -> None:
             "this agent token may not write another host's series",
             {"host": [f"token is bound to {principal.host!r}"]},
         )
-

@@ -235,8 +235,7 @@ def _empty() -> Summaries:
 
 def _concat_sorted(a: Summaries, b: Summaries) -> Summaries:
     cols = {
-        f: np.concatenate([getattr(a, f), getattr(b, f)])
-        for f in ("sid", "label", *SUMMARY_FIELDS)
+        f: np.concatenate([getattr(a, f), getattr(b, f)]) for f in ("sid", "label", *SUMMARY_FIELDS)
     }
     order = np.lexsort((cols["label"], cols["sid"]))
     return Summaries(**{f: c[order] for f, c in cols.items()})

@@ -53,7 +53,10 @@ def handle(e: Exception) -> Response:
     if isinstance(e, StorageUnavailable):
         log.warning("storage unavailable: %s", e)
         return error_response(
-            503, "storage unavailable, try again later", {"storage": [str(e)]}, {"Retry-After": retry}
+            503,
+            "storage unavailable, try again later",
+            {"storage": [str(e)]},
+            {"Retry-After": retry},
         )
     if isinstance(e, StorageFull):
         log.error("storage full: %s", e)
@@ -69,7 +72,9 @@ def handle(e: Exception) -> Response:
                 msgs = next(iter(msgs.values()))  # drop the "query"/"json" location level
             details = flatten_errors(msgs)
             first = next(iter(details), "")
-            message = f"invalid request: {first}: {details[first][0]}" if first else "invalid request"
+            message = (
+                f"invalid request: {first}: {details[first][0]}" if first else "invalid request"
+            )
             return error_response(400, message, details)
         headers = {}
         if e.code == 405 and e.valid_methods:  # type: ignore[attr-defined]

@@ -19,9 +19,7 @@ from app.settings import Settings
 from app.storage.base import Batch, SeriesKey
 
 MAX_DETAILS = 1000
-RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z"
-)
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
 
 
 class Invalid(Exception):
@@ -227,9 +225,13 @@ def _rfc3339(text: str) -> float | None:
 
 
 def _jtype(v: object) -> str:
-    return {bool: "a boolean", str: "a string", type(None): "null", list: "a list", dict: "an object"}.get(
-        type(v), type(v).__name__
-    )
+    return {
+        bool: "a boolean",
+        str: "a string",
+        type(None): "null",
+        list: "a list",
+        dict: "an object",
+    }.get(type(v), type(v).__name__)
 
 
 def _add(errors: dict[str, list[str]], path: str, reason: str) -> None:

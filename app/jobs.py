@@ -33,7 +33,7 @@ class JobRunner:
     def run_slot(self, now: float | None = None) -> dict[str, int] | None:
         """Run the job for the slot holding ``now`` unless another worker already took it."""
         now = time.time() if now is None else now
-        slot = int(math.floor(now / self.interval))
+        slot = math.floor(now / self.interval)
         if not self.meta.claim(JOB, slot, f"{os.getpid()}"):
             return None
         t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Marshmallow schemas at the boundary: requests are checked here, and the OpenAPI comes from here."""
+"""Marshmallow schemas at the boundary: requests are checked here, the OpenAPI comes from here."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ POINT_JSONSCHEMA = {
 
 
 class SeriesIn(Schema):
-    metric = fields.String(required=True, validate=validate.Regexp(METRIC_RE, error="must be 1-128 of a-z 0-9 . _"))
+    metric = fields.String(
+        required=True, validate=validate.Regexp(METRIC_RE, error="must be 1-128 of a-z 0-9 . _")
+    )
     tags = fields.Dict(
         keys=fields.String(validate=_tag_key),
         values=fields.String(validate=_tag_value),
@@ -57,8 +59,14 @@ class SeriesIn(Schema):
 
 
 class SamplesIn(Schema):
-    host = fields.String(required=True, validate=validate.Regexp(HOST_RE, error="must be 1-128 of A-Z a-z 0-9 . _ -"))
-    series = fields.List(fields.Nested(SeriesIn), required=True, validate=validate.Length(min=1, error="at least one series"))
+    host = fields.String(
+        required=True, validate=validate.Regexp(HOST_RE, error="must be 1-128 of A-Z a-z 0-9 . _ -")
+    )
+    series = fields.List(
+        fields.Nested(SeriesIn),
+        required=True,
+        validate=validate.Length(min=1, error="at least one series"),
+    )
 
 
 class SamplesOut(Schema):
@@ -92,7 +100,11 @@ class SeriesArgs(RangeArgs):
     @validates_schema(pass_original=True)
     def _only_tag_extras(self, data: dict, original: dict, **_: Any) -> None:
         known = set(self.fields)
-        bad = {k: ["unknown parameter (tag filters are tag.KEY=VALUE)"] for k in original if k not in known and not k.startswith("tag.")}
+        bad = {
+            k: ["unknown parameter (tag filters are tag.KEY=VALUE)"]
+            for k in original
+            if k not in known and not k.startswith("tag.")
+        }
         if bad:
             raise ValidationError(bad)
 

@@ -22,7 +22,9 @@ from app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = [
-    m for m in ("tests.agent_fixtures", "tests.influx_fixtures") if (ROOT / (m.replace(".", "/") + ".py")).exists()
+    m
+    for m in ("tests.agent_fixtures", "tests.influx_fixtures")
+    if (ROOT / (m.replace(".", "/") + ".py")).exists()
 ]
 
 # Every contract test runs on each store listed here.
@@ -79,7 +81,9 @@ class Client:
 
     def post(self, path: str, body=None, token: str | None = "", **kw):
         tok = self.token if token == "" else token
-        return self.c.post(path, json=body, headers=self.headers(tok, kw.pop("headers", None)), **kw)
+        return self.c.post(
+            path, json=body, headers=self.headers(tok, kw.pop("headers", None)), **kw
+        )
 
     def get(self, path: str, token: str | None = "", **kw):
         tok = self.token if token == "" else token

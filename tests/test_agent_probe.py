@@ -43,6 +43,8 @@ def test_probe_ships_its_own_memory_and_cpu(probe_env, fake_api):
             assert s["tags"] == {"service": "train-job"}
             series.setdefault(s["metric"], []).extend(v for _, v in s["points"])
     assert set(series) == {
+        "agent.spool.pending",  # the probe's own spool, tagged with its service
+        "agent.spool.dropped",
         "probe.tracemalloc.current.bytes",
         "probe.tracemalloc.peak.bytes",
         "probe.rss.bytes",
@@ -75,7 +77,7 @@ def test_probe_gpu_memory_through_nvml():
     me = os.getpid()
     gpu = {"util": 1, "total": 1, "used": 1, "temp": 1, "power_mw": 1, "sm": 1, "mem": 1,
            "procs": [(me, 3 << 20)], "gprocs": [(me, 3 << 20)]}  # fmt: skip
-    c = ProbeCollector("svc", FakeNvml([gpu, {**gpu, "procs": [(me, 1 << 20)]}]), psutil)
+    c = ProbeCollector("svc", FakeNvml([gpu, {**gpu, "procs": [(me, 1 << 20)], "gprocs": []}]), psutil)
     got = {s.metric: s.value for s in c.collect(1.0)}
     assert got["probe.gpu.memory.bytes"] == float((3 << 20) + (1 << 20))
     assert "probe.cpu.percent" not in got  # needs two rounds

@@ -1,4 +1,4 @@
-"""The contract (CONTRACT.md sections 2, 3, 4 and 6) through the Flask test client, on every store."""
+"""The contract (CONTRACT.md sections 2, 3, 4, 6) through the Flask test client, on every store."""
 
 from __future__ import annotations
 
@@ -98,7 +98,12 @@ def test_held_value_covers_empty_windows_and_carry(client):
 
 def test_energy_for_watts(client):
     t0 = now30() - 3600
-    pw = cpu([[t0 + 10 * k, 100.0] for k in range(360)], unit="W", metric="gpu.power.watts", tags={"gpu": "0"})
+    pw = cpu(
+        [[t0 + 10 * k, 100.0] for k in range(360)],
+        unit="W",
+        metric="gpu.power.watts",
+        tags={"gpu": "0"},
+    )
     assert client.samples("gpu-1", [pw, cpu([[t0, 1.0]])]).status_code == 200
     pts = points_of(client, "gpu-1", "gpu.power.watts", t0, t0 + 3600)
     assert pts[0]["energy_wh"] == pytest.approx(100 * 30 / 3600)
@@ -159,7 +164,9 @@ def test_point_errors(client, points, path, word):
     pts = [[fix.get(p[0], p[0]) if isinstance(p[0], str) else p[0], p[1]] for p in points]
     body = orjson.dumps({"host": "h", "series": [cpu(pts)]}, option=orjson.OPT_SERIALIZE_NUMPY)
     r = client.c.post(
-        "/api/v1/samples", data=body, headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"}
+        "/api/v1/samples",
+        data=body,
+        headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"},
     )
     assert r.status_code == 400, r.json
     assert path in r.json["details"], r.json
@@ -183,7 +190,10 @@ def test_rfc3339_timestamps_accepted(client):
         ({"host": "h", "series": []}, "series"),
         ({"host": "h", "series": [cpu([["t", 1]], tags={"Bad": "x"})]}, "series.0.tags"),
         ({"host": "h", "series": [cpu([["t", 1]], tags={"host": "x"})]}, "series.0.tags"),
-        ({"host": "h", "series": [cpu([["t", 1]], tags={f"k{i}": "v" for i in range(9)})]}, "series.0.tags"),
+        (
+            {"host": "h", "series": [cpu([["t", 1]], tags={f"k{i}": "v" for i in range(9)})]},
+            "series.0.tags",
+        ),
         ({"host": "h", "series": [cpu([["t", 1]], tags={"k": "a\nb"})]}, "series.0.tags"),
         ({"host": "h", "series": [cpu([["t", 1]], unit="x" * 33)]}, "series.0.unit"),
         ({"host": "h", "series": [cpu([["t", 1]], carry=["t", 1])]}, "series.0.carry"),
@@ -197,7 +207,9 @@ def test_envelope_errors_name_the_field(client, body, path):
     t = now30()
     raw = orjson.dumps(body).replace(b'"t"', str(t).encode())
     r = client.c.post(
-        "/api/v1/samples", data=raw, headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"}
+        "/api/v1/samples",
+        data=raw,
+        headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"},
     )
     assert r.status_code == 400, r.json
     assert any(k.startswith(path) for k in r.json["details"]), r.json
@@ -208,9 +220,13 @@ def test_body_encodings_and_limits(client, app):
     t0 = now30()
     body = orjson.dumps({"host": "gz", "series": [cpu([[t0, 1.0]])]})
     hdr = {"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"}
-    r = client.c.post("/api/v1/samples", data=gzip.compress(body), headers={**hdr, "Content-Encoding": "gzip"})
+    r = client.c.post(
+        "/api/v1/samples", data=gzip.compress(body), headers={**hdr, "Content-Encoding": "gzip"}
+    )
     assert r.status_code == 200, r.json
-    r = client.c.post("/api/v1/samples", data=b"\x1f\x8bnot gzip", headers={**hdr, "Content-Encoding": "gzip"})
+    r = client.c.post(
+        "/api/v1/samples", data=b"\x1f\x8bnot gzip", headers={**hdr, "Content-Encoding": "gzip"}
+    )
     assert r.status_code == 400
     r = client.c.post("/api/v1/samples", data=body, headers={**hdr, "Content-Encoding": "br"})
     assert r.status_code == 400 and "Content-Encoding" in r.json["details"]
@@ -331,7 +347,7 @@ def test_downsampled_30m_series(client, app):
     r = client.series("ds", "cpu.percent", t0, t0 + 3600, resolution="30m")
     assert r.status_code == 200, r.json
     w30 = points_of(client, "ds", "cpu.percent", t0, t0 + 1800)
-    (p, p2) = r.json["series"][0]["points"]
+    (p, _p2) = r.json["series"][0]["points"]
     integral = sum(w["mean"] * w["covered"] for w in w30)
     covered = sum(w["covered"] for w in w30)
     assert p["time"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 + 1800))
@@ -388,7 +404,14 @@ def test_openapi_and_error_shape(client):
     spec = client.get("/api/v1/openapi.json", token=None).json
     assert spec["openapi"].startswith("3.")
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
-    for p in ("/api/v1/samples", "/api/v1/series", "/api/v1/hosts", "/api/v1/hosts/{host}", "/api/v1/energy", "/api/v1/tokens"):
+    for p in (
+        "/api/v1/samples",
+        "/api/v1/series",
+        "/api/v1/hosts",
+        "/api/v1/hosts/{host}",
+        "/api/v1/energy",
+        "/api/v1/tokens",
+    ):
         assert p in spec["paths"], p
     assert "SamplesIn" in spec["components"]["schemas"]
     for r in (client.get("/nope"), client.c.put("/api/v1/samples")):

@@ -93,7 +93,7 @@ DASHBOARD_UIDS = {
     "fleet-overview.json": "fleetpulse-overview",
     "host-detail.json": "fleetpulse-host",
 }
-HOST_VAR_QUERY = 'SHOW TAG VALUES FROM "cpu.percent" WITH KEY = "host"'
+HOST_VAR_QUERY = 'SHOW TAG VALUES FROM "rp_30s"."cpu.percent" WITH KEY = "host"'
 
 
 def load_yaml(path: Path) -> dict:
@@ -750,7 +750,7 @@ def loaded_influxd(influxd):
     q = influx(influxd, "/query", {"q": f"CREATE DATABASE {DATABASE}"})
     assert "error" not in q["results"][0]
     for stmt in (
-        f"CREATE RETENTION POLICY rp_30s ON {DATABASE} DURATION 7d REPLICATION 1 DEFAULT",
+        f"CREATE RETENTION POLICY rp_30s ON {DATABASE} DURATION 7d REPLICATION 1",
         f"CREATE RETENTION POLICY rp_30m ON {DATABASE} DURATION 400d REPLICATION 1",
     ):
         q = influx(influxd, "/query", {"q": stmt})

@@ -241,9 +241,7 @@ def sample_runs(draw):
     start = T0 + draw(st.floats(0, 60))
     ts = list(np.cumsum([start - T0, *gaps[1:]]) + T0)
     vals = draw(st.lists(st.floats(-1e6, 1e6), min_size=n, max_size=n))
-    carry = draw(
-        st.one_of(st.none(), st.tuples(st.floats(0.001, 150), st.floats(-1e6, 1e6)))
-    )
+    carry = draw(st.one_of(st.none(), st.tuples(st.floats(0.001, 150), st.floats(-1e6, 1e6))))
     if carry is not None:
         carry = (ts[0] - carry[0], carry[1])
     hold = draw(st.sampled_from([90.0, 45.0, 30.0, 120.0]))
@@ -255,7 +253,9 @@ def sample_runs(draw):
 def test_matches_brute_force_reference(run):
     ts, vals, carry, hold = run
     scale = max(1.0, *(abs(v) for v in vals), abs(carry[1]) if carry else 0)
-    assert_same(as_dict(one_series(ts, vals, carry, hold), hold), reference(ts, vals, carry, hold), scale)
+    assert_same(
+        as_dict(one_series(ts, vals, carry, hold), hold), reference(ts, vals, carry, hold), scale
+    )
 
 
 @settings(max_examples=300, deadline=None)

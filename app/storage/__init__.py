@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from app.settings import Settings
-from app.storage.base import Store, StorageFull, StorageUnavailable
+from app.storage.base import StorageFull, StorageUnavailable, Store
 
 __all__ = ["StorageFull", "StorageUnavailable", "Store", "open_store"]
 

@@ -117,5 +117,6 @@ class Store(abc.ABC):
         """Downsample the last hour to 30-minute windows and enforce retention (where the
         database does not do it itself); return counts for the log."""
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Release connections."""

@@ -59,7 +59,9 @@ def unpack_state(prev_ts: float | None, prev_val: float | None, blob: bytes) -> 
     arr = np.frombuffer(blob, dtype="<f8").reshape(-1, SEG_WIDTH)
     segs = tuple(engine.Summary(int(r[0]), *map(float, r[1:]), 0.0, 0.0) for r in arr)
     nan = math.nan
-    return engine.State(nan if prev_ts is None else prev_ts, nan if prev_val is None else prev_val, segs)
+    return engine.State(
+        nan if prev_ts is None else prev_ts, nan if prev_val is None else prev_val, segs
+    )
 
 
 class SqliteStore(Store):
@@ -190,9 +192,14 @@ class SqliteStore(Store):
                     )
                     for j in range(len(d["label"])):
                         out.append(
-                            (int(part[0, 0]), int(d["label"][j]))
-                            + tuple(float(d[f][j]) for f in ("mean", "min", "max", "last"))
-                            + (int(d["count"][j]), float(d["covered"][j]), float(d["integral"][j]))
+                            (
+                                int(part[0, 0]),
+                                int(d["label"][j]),
+                                *tuple(float(d[f][j]) for f in ("mean", "min", "max", "last")),
+                                int(d["count"][j]),
+                                float(d["covered"][j]),
+                                float(d["integral"][j]),
+                            )
                         )
             with self.db.tx() as con:
                 con.executemany("INSERT OR REPLACE INTO w30m VALUES (?,?,?,?,?,?,?,?,?)", out)
@@ -204,10 +211,7 @@ class SqliteStore(Store):
                         ("raw", "ts", "raw"),
                     ):
                         keep = self.retention.get(key, 0)
-                        if table == "raw" and keep <= 0:
-                            cutoff = math.inf
-                        else:
-                            cutoff = now - keep
+                        cutoff = math.inf if table == "raw" and keep <= 0 else now - keep
                         deleted += con.execute(
                             f"DELETE FROM {table} WHERE series_id=? AND {col}<?", (sid, cutoff)
                         ).rowcount

@@ -202,7 +202,7 @@ def variables(with_host: bool) -> list[dict]:
         }
     ]
     if with_host:
-        query = 'SHOW TAG VALUES FROM "cpu.percent" WITH KEY = "host"'
+        query = 'SHOW TAG VALUES FROM "rp_30s"."cpu.percent" WITH KEY = "host"'
         out.insert(
             0,
             {

@@ -1,0 +1,133 @@
+"""The embedded store on real SQLite files: WAL, concurrent writers, indexes, retention."""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing as mp
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+
+from app import engine
+from app.settings import Settings
+from app.storage.base import Batch, Query
+from app.storage.sqlite import SqliteStore
+
+RET = {"raw": 0.0, "30s": 7 * 86400.0, "30m": 400 * 86400.0}
+
+
+def batch(host: str, ts: list[float], vals: list[float], carry=None, metric="m.x") -> Batch:
+    n = len(ts)
+    sid = np.zeros(n, dtype=np.int64)
+    ct = np.array([np.nan if carry is None else carry[0]])
+    cv = np.array([np.nan if carry is None else carry[1]])
+    t, v = np.asarray(ts, float), np.asarray(vals, float)
+    return Batch(
+        host=host,
+        keys=[(metric, ())],
+        units=["percent"],
+        summaries=engine.summarize(sid, t, v, ct, cv),
+        latest_ts=t[-1:],
+        latest_val=v[-1:],
+        raw_sid=sid,
+        raw_ts=t,
+        raw_val=v,
+    )
+
+
+def rows(path: str) -> list[tuple]:
+    with sqlite3.connect(path) as con:
+        return con.execute(
+            "SELECT t, mean, min, max, last, count, covered FROM w30 ORDER BY series_id, t"
+        ).fetchall()
+
+
+def _writer(path: str, parts: list, host: str) -> None:
+    store = SqliteStore(path, 90.0, RET)
+    for ts, vals, carry in parts:
+        store.write(batch(host, ts, vals, carry))
+
+
+def test_wal_and_range_index(tmp_path):
+    path = str(tmp_path / "s.db")
+    store = SqliteStore(path, 90.0, RET)
+    assert store.db.conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    plan = (
+        store.db.conn()
+        .execute("EXPLAIN QUERY PLAN SELECT * FROM w30 WHERE series_id=1 AND t>0 AND t<=100")
+        .fetchall()
+    )
+    assert "SEARCH" in plan[0][3] and "PRIMARY KEY" in plan[0][3]
+
+
+def test_concurrent_processes_split_batches_equal_one_batch(tmp_path):
+    """4 processes write interleaved pieces of the same windows at once."""
+    t0 = (int(time.time()) // 30 - 40) * 30
+    ts = [t0 + 1.5 * k for k in range(400)]
+    vals = [float((k * 7) % 23) for k in range(400)]
+    one = str(tmp_path / "one.db")
+    SqliteStore(one, 90.0, RET).write(batch("h", ts, vals))
+    cuts = [*list(range(0, 400, 25)), 400]
+    parts = [
+        (ts[a:b], vals[a:b], (ts[a - 1], vals[a - 1]) if a else None)
+        for a, b in itertools.pairwise(cuts)
+    ]
+    many = str(tmp_path / "many.db")
+    SqliteStore(many, 90.0, RET)
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(many, parts[i::4], "h")) for i in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    a, b = rows(one), rows(many)
+    assert len(a) == len(b) == 20
+    for x, y in zip(a, b, strict=True):
+        assert x[0] == y[0] and x[5] == y[5]
+        assert np.allclose(x[1:], y[1:], rtol=1e-9, atol=1e-9)
+
+
+def test_retention_per_series_kind(tmp_path):
+    now = time.time()
+    path = str(tmp_path / "r.db")
+    store = SqliteStore(path, 90.0, {"raw": 3600.0, "30s": 2 * 86400.0, "30m": 10 * 86400.0})
+    old = (int(now) // 1800 - 24 * 4) * 1800  # 4 days ago
+    store.write(batch("h", [old + 10 * k for k in range(200)], [1.0] * 200))
+    recent = (int(now) // 30 - 10) * 30
+    store.write(batch("h", [recent + k for k in range(30)], [2.0] * 30))
+    con = store.db.conn()
+    con.execute(
+        "INSERT INTO w30m SELECT series_id, t, mean, min, max, last, count, covered, integral "
+        "FROM w30 WHERE t < ?",
+        (old + 600,),
+    )
+    counts = store.run_jobs(now)
+    assert counts["expired"] > 0
+    q = Query("h", 0, now + 60, "30s", metric="m.x")
+    (sp,) = store.query(q)
+    assert sp.time.min() > now - 2 * 86400  # 30-s windows older than 2 days are gone
+    (sp30m,) = store.query(Query("h", 0, now + 1800, "30m", metric="m.x"))
+    assert sp30m.time.min() <= old + 600  # the 30-minute series keeps 10 days
+    raw = con.execute("SELECT MIN(ts), COUNT(*) FROM raw").fetchone()
+    assert raw[0] >= now - 3600 and raw[1] == 30  # raw kept 1 h
+
+
+def test_raw_not_kept_by_default(tmp_path):
+    store = SqliteStore(str(tmp_path / "n.db"), 90.0, RET)
+    t0 = (int(time.time()) // 30 - 5) * 30
+    store.write(batch("h", [t0, t0 + 1], [1.0, 2.0]))
+    assert store.db.conn().execute("SELECT COUNT(*) FROM raw").fetchone()[0] == 0
+
+
+def test_settings_choose_the_store(tmp_path):
+    from app.storage import open_store
+
+    s = Settings.from_env({}, storage_url=f"sqlite:///{tmp_path}/x.db")
+    assert isinstance(open_store(s), SqliteStore)
+    with pytest.raises(ValueError, match="absolute"):
+        open_store(Settings.from_env({}, storage_url="sqlite://relative.db"))
+    with pytest.raises(ValueError, match="scheme"):
+        open_store(Settings.from_env({}, storage_url="postgres://x/y"))
