@@ -88,6 +88,7 @@ def test_memory_collector_without_swap_accounting():
         raise RuntimeError("no swap")
 
     ps = SimpleNamespace(
-        virtual_memory=lambda: SimpleNamespace(used=1, available=2, percent=3.0), swap_memory=no_swap
+        virtual_memory=lambda: SimpleNamespace(used=1, available=2, percent=3.0),
+        swap_memory=no_swap,
     )
     assert "swap.used.bytes" not in {s.metric for s in MemoryCollector(ps).collect(1.0)}

@@ -104,9 +104,12 @@ def test_groups_include_children_and_refresh_at_a_lower_rate():
     # a new child appears: seen only at the next refresh
     table[103], stats[103] = (100, "nginx", 5.0), (0.0, 0.0, 500)
     mono.t += 1.0
-    assert dict(((s.metric, s.tags["process"]), s.value) for s in c.collect(3.0))[
-        ("proc.rss.bytes", "web")
-    ] == 7000.0
+    assert (
+        dict(((s.metric, s.tags["process"]), s.value) for s in c.collect(3.0))[
+            ("proc.rss.bytes", "web")
+        ]
+        == 7000.0
+    )
     mono.t += 10.0
     got = {(s.metric, s.tags["process"]): s.value for s in c.collect(13.0)}
     assert got[("proc.rss.bytes", "web")] == 7500.0 and ps.scans == 2
@@ -128,9 +131,7 @@ def test_own_process_is_never_matched_and_missing_group_reports_nothing():
 def trees():
     """Three real shell trees: sh -> (sleep, sleep)."""
     procs = [
-        subprocess.Popen(
-            ["sh", "-c", "sleep 30 & sleep 30 & wait"], start_new_session=True
-        )
+        subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30 & wait"], start_new_session=True)
         for _ in range(3)
     ]
     time.sleep(0.3)

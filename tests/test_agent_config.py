@@ -67,5 +67,5 @@ def test_bad_values_name_their_key(env, message):
 def test_bad_toml_is_a_config_error(tmp_path):
     f = tmp_path / "bad.toml"
     f.write_text("url = \n")
-    with pytest.raises(ConfigError, match="bad.toml"):
+    with pytest.raises(ConfigError, match=r"bad\.toml"):
         load(f, environ={})

@@ -44,13 +44,15 @@ def test_agent_windows_are_stored_by_the_api(live_api, tmp_path):
     }
     started = time.time()
     boundary = math.ceil((started + 2) / 30) * 30  # the first window ending >= 2 s from now
-    agent = subprocess.Popen([sys.executable, "-m", "agent"], cwd=REPO, env=env,
-                             stderr=open(tmp_path / "agent.log", "wb"))  # fmt: skip
-    try:
-        time.sleep(max(0.0, boundary - time.time()) + 3.0)  # that window closes and is sent
-    finally:
-        agent.send_signal(signal.SIGTERM)
-        assert agent.wait(30) == 0
+    with open(tmp_path / "agent.log", "wb") as log_file:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "agent"], cwd=REPO, env=env, stderr=log_file
+        )
+        try:
+            time.sleep(max(0.0, boundary - time.time()) + 3.0)  # that window closes, is sent
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            assert agent.wait(30) == 0
     log = (tmp_path / "agent.log").read_text()
     assert "ERROR" not in log, log
     q = urllib.parse.urlencode(
@@ -60,7 +62,7 @@ def test_agent_windows_are_stored_by_the_api(live_api, tmp_path):
             "start": int(started) - 60,
             "end": int(time.time()) + 60,
             "tag.cpu": "total",
-        }  # fmt: skip
+        }
     )
     status, got = call("GET", f"{live_api.url}/api/v1/series?{q}", live_api.admin_token)
     assert status == 200

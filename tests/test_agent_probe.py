@@ -77,7 +77,9 @@ def test_probe_gpu_memory_through_nvml():
     me = os.getpid()
     gpu = {"util": 1, "total": 1, "used": 1, "temp": 1, "power_mw": 1, "sm": 1, "mem": 1,
            "procs": [(me, 3 << 20)], "gprocs": [(me, 3 << 20)]}  # fmt: skip
-    c = ProbeCollector("svc", FakeNvml([gpu, {**gpu, "procs": [(me, 1 << 20)], "gprocs": []}]), psutil)
+    c = ProbeCollector(
+        "svc", FakeNvml([gpu, {**gpu, "procs": [(me, 1 << 20)], "gprocs": []}]), psutil
+    )
     got = {s.metric: s.value for s in c.collect(1.0)}
     assert got["probe.gpu.memory.bytes"] == float((3 << 20) + (1 << 20))
     assert "probe.cpu.percent" not in got  # needs two rounds

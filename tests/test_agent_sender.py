@@ -57,7 +57,9 @@ def test_timeout_keeps_batch_then_resends_identical_bytes(tmp_path, fake_api):
 def test_503_and_429_honour_retry_after(tmp_path, fake_api):
     spool, d = make(tmp_path, fake_api.url)
     spool.put(30.0, body(30.0), {})
-    fake_api.script.extend([("status", 503, {"Retry-After": "7"}), ("status", 429, {"Retry-After": "12"})])
+    fake_api.script.extend(
+        [("status", 503, {"Retry-After": "7"}), ("status", 429, {"Retry-After": "12"})]
+    )
     assert d.step() >= 7.0
     assert d.step() >= 12.0
     assert spool.pending() == 1

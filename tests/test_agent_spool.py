@@ -1,3 +1,4 @@
+import itertools
 import os
 import signal
 import sqlite3
@@ -89,9 +90,9 @@ def test_sigkill_mid_run_loses_nothing_delivered_and_sends_nothing_twice(
         stamps = [p[0] for p in flat]
         assert len(stamps) == len(set(stamps)), f"{key}: a sample was sent in two bodies"
         assert stamps == sorted(stamps)
-        for prev, cur in zip(chunks, chunks[1:]):  # carries chain, across the kill too
+        for prev, cur in itertools.pairwise(chunks):  # carries chain, across the kill too
             assert cur[1] == list(prev[0][-1]), key
-        gaps = [(b - a, a) for a, b in zip(stamps, stamps[1:]) if b - a > 0.5]
+        gaps = [(b - a, a) for a, b in itertools.pairwise(stamps) if b - a > 0.5]
         # the only hole: the samples of the window open at the kill (and the restart time)
         assert len(gaps) <= 1, gaps
         for _gap, start in gaps:
