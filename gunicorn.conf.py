@@ -5,10 +5,10 @@ import multiprocessing
 import os
 
 wsgi_app = "app.wsgi:application"
-bind = [os.environ.get("FLEETPULSE_BIND", "0.0.0.0:8000")]
+bind = [os.environ.get("FLEETPULSE_BIND") or "0.0.0.0:8000"]
 # Sync workers: the work per request is CPU (JSON, numpy, SQLite), so one process per core,
 # plus one to cover I/O waits; FLEETPULSE_WORKERS overrides.
-workers = int(os.environ.get("FLEETPULSE_WORKERS", multiprocessing.cpu_count() + 1))
+workers = int(os.environ.get("FLEETPULSE_WORKERS") or multiprocessing.cpu_count() + 1)
 worker_class = "sync"
 timeout = 30
 graceful_timeout = 20

@@ -14,8 +14,6 @@ from agent import collectors as registry
 from agent.batcher import Batcher
 from agent.config import Config, ConfigError, load
 from agent.runner import Runner
-from agent.sender import Delivery, HttpClient
-from agent.spool import Spool
 
 log = logging.getLogger("agent")
 
@@ -42,6 +40,13 @@ def once(cfg: Config) -> int:
 
 def run(cfg: Config) -> int:
     """Run until SIGTERM/SIGINT; then spool what is held and try to send it briefly."""
+    if cfg.url.startswith("http://"):
+        # http.client imports ssl (~6 MB of RSS) even for plain http; this process never needs
+        # it then, so it is kept out. https URLs import it as usual.
+        sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+    from agent.sender import Delivery, HttpClient
+    from agent.spool import Spool
+
     if not cfg.token:
         log.error("no FLEETPULSE_TOKEN: the API will answer 401 and batches stay in the spool")
     spool = Spool(cfg.spool_dir, cfg.spool_max_batches, int(cfg.spool_max_mb * 1024 * 1024))

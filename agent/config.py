@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +135,8 @@ def load(
     env = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
     if path is not None:
+        import tomllib  # only when a file is given: it costs memory
+
         try:
             with open(path, "rb") as fh:
                 raw.update(tomllib.load(fh))

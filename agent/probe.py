@@ -108,10 +108,9 @@ class Probe:
         """Heavy set-up (NVML init, SQLite) happens on the probe's thread, not the caller's."""
         import psutil
 
-        try:
-            import pynvml
-        except ImportError:
-            pynvml = None
+        from agent.collectors import load_nvml
+
+        pynvml = load_nvml()
         cfg = self.cfg
         spool = Spool(
             cfg.spool_dir / f"probe-{self.service}",

@@ -10,12 +10,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.batcher import Batcher
-from agent.collectors import Collector
 from agent.samples import Sample
-from agent.sender import Delivery
-from agent.spool import Spool
+
+if TYPE_CHECKING:  # the sender pulls in http.client, which __main__ imports late on purpose
+    from agent.collectors import Collector
+    from agent.sender import Delivery
+    from agent.spool import Spool
 
 log = logging.getLogger(__name__)
 

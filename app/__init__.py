@@ -19,6 +19,7 @@ class Extension:
     settings: Settings
     store: Any
     meta: Any
+    limiter: Any = None
     jobs: Any = None
 
 
@@ -26,6 +27,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     """Build the app from FLEETPULSE_* settings, or from ``config`` (Settings or overrides)."""
     from app import api, errors, jobs
     from app.meta import MetaStore
+    from app.ratelimit import RateLimiter
     from app.storage import open_store
 
     if isinstance(config, Settings):
@@ -36,7 +38,10 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.config["FLEETPULSE"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["fleetpulse"] = Extension(
-        settings=settings, store=open_store(settings), meta=MetaStore(settings.metadata_path)
+        settings=settings,
+        store=open_store(settings),
+        meta=MetaStore(settings.metadata_path),
+        limiter=RateLimiter(settings.rate_limit, settings.rate_burst),
     )
     errors.init_app(app)
     api.init_app(app)

@@ -11,6 +11,7 @@ from flask import current_app, g, request
 
 from app.errors import ApiError
 from app.meta import MetaStore, Principal
+from app.ratelimit import retry_after
 
 ENV_ADMIN = Principal("env-admin", "admin", None)
 
@@ -55,6 +56,14 @@ def require(*roles: str) -> Callable:
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             p = current_principal()
+            wait = current_app.extensions["fleetpulse"].limiter.acquire(p.id)
+            if wait > 0:
+                raise ApiError(
+                    429,
+                    "too many requests for this token",
+                    {"Authorization": [f"rate limit exceeded; retry in {wait:.1f} s"]},
+                    {"Retry-After": retry_after(wait)},
+                )
             if p.role != "admin" and p.role not in roles:
                 raise ApiError(
                     403,

@@ -27,7 +27,7 @@ class GpuCollector:
         self._unsupported: set[tuple[int, str]] = set()
         self.enabled = False
         if nvml is None:
-            log.info("gpu collector off: the pynvml module (nvidia-ml-py) is not installed")
+            log.info("gpu collector off: no NVIDIA driver loaded or nvidia-ml-py not installed")
             return
         try:
             nvml.nvmlInit()
