@@ -33,7 +33,7 @@ def format_duration(seconds: float) -> str:
 class Settings:
     """The server's configuration; each field's default is the documented one."""
 
-    storage_url: str = ""  # FLEETPULSE_STORAGE_URL; "" = sqlite:///<cwd>/var/fleetpulse.db
+    storage_url: str = ""  # FLEETPULSE_STORAGE_URL; "" = sqlite://<cwd>/var/fleetpulse.db
     metadata_path: str = ""  # FLEETPULSE_METADATA_PATH; "" = beside the SQLite file / ./var
     influxdb_token: str = ""  # FLEETPULSE_INFLUXDB_TOKEN
     influxdb_username: str = ""  # FLEETPULSE_INFLUXDB_USERNAME
@@ -85,11 +85,11 @@ class Settings:
 
     def resolved(self) -> Settings:
         """Fill the path defaults that depend on the working directory."""
-        url = self.storage_url or f"sqlite:///{Path('var').absolute() / 'fleetpulse.db'}"
+        url = self.storage_url or f"sqlite://{Path('var').absolute() / 'fleetpulse.db'}"
         meta = self.metadata_path
         if not meta:
             if url.startswith("sqlite:///"):
-                meta = url[len("sqlite:///") - 1 :]
+                meta = "/" + url[len("sqlite://") :].lstrip("/")
             else:
                 meta = str(Path("var").absolute() / "metadata.db")
         return replace(self, storage_url=url, metadata_path=meta)

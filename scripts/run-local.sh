@@ -9,7 +9,7 @@ umask 077
 [ -s var/admin-token ] || python -c 'import secrets; print("fp_admin_" + secrets.token_urlsafe(32))' > var/admin-token
 ADMIN="$(cat var/admin-token)"
 export FLEETPULSE_ADMIN_TOKEN="$ADMIN"
-export FLEETPULSE_STORAGE_URL="${FLEETPULSE_STORAGE_URL:-sqlite:///$PWD/var/fleetpulse.db}"
+export FLEETPULSE_STORAGE_URL="${FLEETPULSE_STORAGE_URL:-sqlite://$PWD/var/fleetpulse.db}"
 export GUNICORN_CMD_ARGS="${GUNICORN_CMD_ARGS:---bind 127.0.0.1:${PORT}}"
 
 pids=()

@@ -29,7 +29,7 @@ def test_format_duration():
 def test_env_and_defaults(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     s = Settings.from_env({})
-    assert s.storage_url == f"sqlite:///{tmp_path}/var/fleetpulse.db"
+    assert s.storage_url == f"sqlite://{tmp_path}/var/fleetpulse.db"
     assert s.retention_30s == 7 * 86400 and s.retention_30m == 400 * 86400 and s.raw_retention == 0
     s = Settings.from_env(
         {

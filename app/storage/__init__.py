@@ -25,6 +25,7 @@ def open_store(settings: Settings) -> Store:
         path = url[len("sqlite://") :]
         if not path.startswith("/"):
             raise ValueError(f"FLEETPULSE_STORAGE_URL needs an absolute path: {url!r}")
+        path = "/" + path.lstrip("/")  # sqlite:///abs and sqlite:////abs name the same file
         return SqliteStore(path, settings.hold, retention)
     if scheme in ("influxdb", "influxdb2"):
         from app.storage.influxdb import open_influx
