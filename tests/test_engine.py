@@ -244,7 +244,7 @@ def sample_runs(draw):
     carry = draw(st.one_of(st.none(), st.tuples(st.floats(0.001, 150), st.floats(-1e6, 1e6))))
     if carry is not None:
         carry = (ts[0] - carry[0], carry[1])
-    hold = draw(st.sampled_from([90.0, 45.0, 30.0, 120.0]))
+    hold = draw(st.sampled_from([90.0, 45.0, 30.0, 120.0, 10.0, 0.5]))
     return ts, vals, carry, hold
 
 
