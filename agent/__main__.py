@@ -22,7 +22,7 @@ SHUTDOWN_DRAIN_S = 3.0
 
 def once(cfg: Config) -> int:
     """Print one round as JSON; a short priming round first, so rates and percents are present."""
-    cols = registry.build(cfg, registry.default_os_layer())
+    cols = registry.build(cfg, registry.default_os_layer(cfg))
     runner = Runner(cols, Batcher(cfg.host, cfg.window), None, None, cfg.interval)
     runner.round()
     time.sleep(min(cfg.interval, 0.5))
@@ -51,7 +51,7 @@ def run(cfg: Config) -> int:
         log.error("no FLEETPULSE_TOKEN: the API will answer 401 and batches stay in the spool")
     spool = Spool(cfg.spool_dir, cfg.spool_max_batches, int(cfg.spool_max_mb * 1024 * 1024))
     delivery = Delivery(spool, HttpClient(cfg.url, cfg.token, cfg.timeout, cfg.ca_file))
-    cols = registry.build(cfg, registry.default_os_layer())
+    cols = registry.build(cfg, registry.default_os_layer(cfg))
     timings_file = cfg.extra.get("timings_file")
     runner = Runner(
         cols,

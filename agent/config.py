@@ -70,6 +70,9 @@ class Config:
     proc_refresh: float = 10.0
     log_level: str = "INFO"
     window: float = 30.0
+    procfs: str | None = None  # the host's /proc when the agent runs in a container
+    sysfs: str | None = None  # the host's /sys likewise
+    rootfs: str | None = None  # the host's / likewise (disk usage of the host's mounts)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -151,7 +154,7 @@ def load(
     known = {
         "url", "token", "token_file", "host", "interval", "spool_dir", "spool_max_batches",
         "spool_max_mb", "ca_file", "timeout", "watch", "collectors", "proc_refresh",
-        "log_level", "window",
+        "log_level", "window", "procfs", "sysfs", "rootfs",
     }  # fmt: skip
     extra = {k: v for k, v in raw.items() if k not in known}
 
@@ -193,5 +196,8 @@ def load(
         proc_refresh=_number("proc_refresh", raw.get("proc_refresh", 10.0), float, 0.1),
         log_level=str(raw.get("log_level", "INFO")).upper(),
         window=_number("window", raw.get("window", 30.0), float, 0.1),
+        procfs=str(raw["procfs"]) if raw.get("procfs") else None,
+        sysfs=str(raw["sysfs"]) if raw.get("sysfs") else None,
+        rootfs=str(raw["rootfs"]) if raw.get("rootfs") else None,
         extra=extra,
     )

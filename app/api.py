@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,8 @@ import numpy as np
 import orjson
 from flask import Flask, Response, current_app, request
 from flask_smorest import Api, Blueprint
+from webargs import core as webargs_core
+from webargs.flaskparser import FlaskParser, is_json_request
 
 from app import ingest
 from app.auth import check_host, current_principal, require
@@ -34,14 +37,32 @@ from app.storage.base import Query, SeriesPoints
 MAX_WINDOWS = 10_000
 AUTO_30S_MAX = 2880
 STEP = {"30s": 30, "30m": 1800}
+EPOCH_RE = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
+MIN_TIME = -62135596800.0  # 0001-01-01T00:00:00Z
+MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
 
 samples_bp = Blueprint("samples", __name__, url_prefix="/api/v1", description="Writing samples")
 read_bp = Blueprint("read", __name__, url_prefix="/api/v1", description="Reading series")
 tokens_bp = Blueprint("tokens", __name__, url_prefix="/api/v1", description="API tokens (admin)")
 health_bp = Blueprint("health", __name__, description="Liveness and readiness (no token)")
 
+
+class _Parser(FlaskParser):
+    """webargs' parser with orjson for JSON bodies, as /samples has: depth-limited, no NaN."""
+
+    DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req: Any) -> Any:
+        # The stdlib parser recurses per nesting level: 100k nested lists were a RecursionError
+        # (a 500). orjson stops at depth 1024 with a JSONDecodeError, which webargs answers 400.
+        if not is_json_request(req):
+            return webargs_core.missing
+        return orjson.loads(req.get_data(cache=True))
+
+
+_PARSER = _Parser()
 for _bp in (samples_bp, read_bp, tokens_bp):
-    _bp.ARGUMENTS_PARSER.DEFAULT_VALIDATION_STATUS = 400
+    _bp.ARGUMENTS_PARSER = _PARSER
 
 BEARER = [{"bearerAuth": []}]
 ERRORS = {
@@ -62,25 +83,27 @@ def _ext():
 def rfc3339(t: float) -> str:
     """UTC with a Z; milliseconds only when the time has a fraction."""
     dt = datetime.fromtimestamp(t, UTC)
-    if t == math.floor(t):
-        return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    # isoformat, not strftime: glibc's %Y does not pad years before 1000 to four digits.
+    spec = "seconds" if t == math.floor(t) else "milliseconds"
+    return dt.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
 def parse_time(text: str, name: str) -> float:
     """Epoch seconds or RFC 3339 with an offset, else a 400 that names the parameter."""
-    try:
-        v = float(text)
-        if math.isfinite(v):
-            return v
-    except ValueError:
-        pass
-    parsed = ingest._rfc3339(text)
-    if parsed is None:
+    # Plain ASCII decimals only: float() would also take "1_000", " 7 ", "nan" or Arabic digits.
+    parsed = float(text) if EPOCH_RE.match(text) else ingest._rfc3339(text)
+    if parsed is None or not math.isfinite(parsed):
         raise ApiError(
             400,
             f"{name} is not a time",
             {name: ["use epoch seconds or RFC 3339 with an offset (e.g. 2026-11-23T10:00:00Z)"]},
+        )
+    if not MIN_TIME <= parsed <= MAX_TIME:
+        # Answers carry times as RFC 3339, which has no year 0 nor year 10000.
+        raise ApiError(
+            400,
+            f"{name} is out of range",
+            {name: ["must lie between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"]},
         )
     return parsed
 

@@ -19,6 +19,9 @@ from app.settings import Settings
 from app.storage.base import Batch, SeriesKey
 
 MAX_DETAILS = 1000
+# Finite values beyond this would overflow float64 in the integrals (value x seconds, summed over
+# windows) and come back as null means; 1e300 x 1800 s x 10,000 windows still fits.
+MAX_ABS_VALUE = 1e300
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
 
 
@@ -49,6 +52,11 @@ def decode_body(body: bytes, encoding: str | None, limit: int) -> object:
             raise Invalid("body is not valid gzip", {"_body": [str(e)]}) from e
         if not d.eof:
             raise Invalid("body is not valid gzip", {"_body": ["truncated gzip stream"]})
+        if d.unused_data:
+            # A second gzip member (or junk) after the first would otherwise be dropped silently.
+            raise Invalid(
+                "body is not valid gzip", {"_body": ["data after the end of the gzip stream"]}
+            )
     elif enc != "identity":
         raise Invalid(
             "unsupported Content-Encoding",
@@ -118,6 +126,8 @@ def parse_samples(data: object, settings: Settings, now: float) -> Batch:
             _add(errors, f"series.{sid[j]}.points.{idx[j]}", reason)
 
     bad(~np.isfinite(val), "value must be a finite number")
+    too_big = np.isfinite(val) & (np.abs(val) > MAX_ABS_VALUE)
+    bad(too_big, f"value must be within +-{MAX_ABS_VALUE:g}")
     bad(~np.isfinite(ts), "timestamp must be a finite number")
     same = sid[1:] == sid[:-1]
     order_bad = np.zeros(len(ts), dtype=bool)
@@ -134,6 +144,8 @@ def parse_samples(data: object, settings: Settings, now: float) -> Batch:
             continue
         if not (np.isfinite(c[0]) and np.isfinite(c[1])):
             _add(errors, f"series.{i}.carry", "carry must be finite numbers")
+        elif abs(c[1]) > MAX_ABS_VALUE:
+            _add(errors, f"series.{i}.carry", f"value must be within +-{MAX_ABS_VALUE:g}")
         elif counts[i] and not c[0] < ts[offsets[i]]:
             _add(errors, f"series.{i}.carry", "carry must be strictly before the first point")
         else:

@@ -26,6 +26,11 @@ def _tag_key(key: str) -> None:
         raise ValidationError(f"tag key {key!r} is reserved")
 
 
+def _max_tags(tags: dict) -> None:
+    if len(tags) > MAX_TAGS:
+        raise ValidationError(f"at most {MAX_TAGS} tags")
+
+
 POINT_JSONSCHEMA = {
     "type": "array",
     "minItems": 2,
@@ -43,7 +48,10 @@ class SeriesIn(Schema):
         keys=fields.String(validate=_tag_key),
         values=fields.String(validate=_tag_value),
         load_default=dict,
-        validate=validate.Length(max=MAX_TAGS, error="at most 8 tags"),
+        # A plain validator: apispec turns validate.Length on a Dict into "maxLength", which
+        # JSON Schema ignores on objects; maxProperties is the keyword that says it.
+        validate=_max_tags,
+        metadata={"maxProperties": MAX_TAGS},
     )
     unit = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=32))
     # Points are checked vectorised in app.ingest (a field per point would cost ~2 us each).

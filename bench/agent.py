@@ -161,7 +161,7 @@ def table_once_loop(pids: list[int], rounds: int, gap: float) -> list[float]:
 
 
 def collector_loop(pids: list[int], rounds: int, gap: float) -> list[float]:
-    """The agent's ProcessCollector in this process, refreshing every 10th round as at 1 s."""
+    """The agent's ProcessCollector in this process: one table pass per 10 rounds, as at 1 s."""
     from agent.collectors.processes import ProcessCollector
     from agent.config import parse_watch
 
@@ -256,8 +256,9 @@ def render(a: dict, bare: list[float], once: list[float], mine: list[float], tm:
         f"{pct(bare, 50):.2f} ms | {pct(bare, 99):.2f} ms |",
         f"| psutil: process table read once per round | {pct(once, 50):.2f} ms | "
         f"{pct(once, 99):.2f} ms |",
-        f"| agent `ProcessCollector` (cached `psutil.Process`, tree refresh every 10th round "
-        f"from one /proc pass) | {pct(mine, 50):.2f} ms | {pct(mine, 99):.2f} ms |",
+        f"| agent `ProcessCollector` (the watched processes' /proc stat and statm kept open and "
+        f"re-read with pread; the process table re-read in slices, one pass per 10 rounds) | "
+        f"{pct(mine, 50):.2f} ms | {pct(mine, 99):.2f} ms |",
         "",
         "Cost of `tracemalloc` to a host program (the in-process probe starts it with 1 frame "
         "unless it is already on; `probe.start(..., trace_frames=0)` leaves it off). Two "

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 class FakeApi:
     """A tiny real HTTP/1.1 server on 127.0.0.1; `script` is the queue of next answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
         self.script: deque[tuple] = deque()
         self.default: tuple = ("ok",)  # the answer once the script is used up
         self.received: list[dict] = []  # every request that arrived, answered or not
@@ -83,7 +83,15 @@ class FakeApi:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if tls is not None:  # (cert file, key file)
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -110,6 +118,26 @@ def fake_api() -> Iterator[FakeApi]:
     """A real HTTP server that answers what the test scripts."""
     api = FakeApi()
     yield api
+    api.close()
+
+
+@pytest.fixture
+def tls_api(tmp_path: Path) -> Iterator[tuple[FakeApi, str]]:
+    """The fake API over https with a self-signed certificate; yields (api, CA file)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    api = FakeApi(tls=(str(cert), str(key)))
+    yield api, str(cert)
     api.close()
 
 

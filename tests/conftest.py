@@ -28,7 +28,7 @@ pytest_plugins = [
 ]
 
 # Every contract test runs on each store listed here.
-STORES = ["sqlite"]
+STORES = ["sqlite", "influxdb"]
 ADMIN = "test-admin-token"
 
 
@@ -175,7 +175,7 @@ def start_gunicorn(
         try:
             if requests.get(url + "/healthz", timeout=1).status_code == 200:
                 return LiveApi(url, ADMIN, db, proc, log)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a busy machine: ask again
             time.sleep(0.1)
     stop_gunicorn(proc)
     raise RuntimeError(f"gunicorn did not start: {log.read_text()[-3000:]}")

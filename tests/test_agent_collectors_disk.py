@@ -61,3 +61,57 @@ def test_disk_skips_pseudo_fs_and_bind_duplicates_and_computes_rates():
     assert not any(k[1] == (("device", "loop0"),) for k in second)
     assert second[("disk.percent", (("mount", "/"),))] == 75.0
     assert listed == [True]  # the mount list is cached between rounds
+
+
+def test_disk_in_a_container_reads_the_hosts_mounts_through_rootfs(tmp_path):
+    """FLEETPULSE_PROCFS/ROOTFS: the host's mount table (PID 1's), usage via the rootfs mount."""
+    (tmp_path / "proc" / "1").mkdir(parents=True)
+    (tmp_path / "proc" / "1" / "mounts").write_text(
+        "/dev/vda1 / ext4 rw 0 0\nproc /proc proc rw 0 0\n/dev/sdb1 /srv/my\\040data xfs rw 0 0\n"
+    )
+    asked = []
+
+    class Ps:
+        def disk_partitions(self, all=False):
+            raise AssertionError("the container's own mounts must not be used")
+
+        def disk_usage(self, path):
+            asked.append(path)
+            return SimpleNamespace(used=1, free=3, percent=25.0)
+
+        def disk_io_counters(self, perdisk=False):
+            return {}
+
+    c = DiskCollector(
+        Ps(), mounts_file=tmp_path / "proc" / "1" / "mounts", rootfs=tmp_path / "rootfs"
+    )
+    out = c.collect(1.0)
+    assert {s.tags["mount"] for s in out} == {"/", "/srv/my data"}
+    assert sorted(asked) == [str(tmp_path / "rootfs"), str(tmp_path / "rootfs" / "srv/my data")]
+
+
+def test_container_paths_come_from_the_config(tmp_path):
+    import psutil
+
+    from agent import config
+    from agent.collectors import default_os_layer
+
+    cfg = config.load(
+        environ={
+            "FLEETPULSE_PROCFS": str(tmp_path),
+            "FLEETPULSE_SYSFS": "/host/sys",
+            "FLEETPULSE_ROOTFS": "/rootfs",
+            "FLEETPULSE_SPOOL_DIR": str(tmp_path / "spool"),
+        }
+    )
+    before = psutil.PROCFS_PATH
+    try:
+        layer = default_os_layer(cfg)
+        assert str(tmp_path) == psutil.PROCFS_PATH
+        assert (str(layer.proc_root), str(layer.sysfs_root), str(layer.rootfs)) == (
+            str(tmp_path),
+            "/host/sys",
+            "/rootfs",
+        )
+    finally:
+        psutil.PROCFS_PATH = before

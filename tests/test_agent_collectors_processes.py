@@ -156,3 +156,29 @@ def test_real_process_trees_through_proc(trees):
         assert ("proc.cpu.percent", f"t{i}") in got
     table = scan_proc(__import__("pathlib").Path("/proc"))
     assert table[trees[0].pid][1] == "sh" and table[os.getpid()][0] == os.getppid()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_new_children_are_found_by_the_spread_out_scan():
+    tree = subprocess.Popen(["sh", "-c", "sleep 0.4; sleep 30 & wait"], start_new_session=True)
+    try:
+        time.sleep(0.1)
+        c = ProcessCollector(psutil, parse_watch(f"t=pid:{tree.pid}"), refresh_s=0.3)
+        c.collect()
+        first = {pid for pid, _ in c._groups["t"]}
+        assert tree.pid in first and len(first) == 2  # sh and `sleep 0.4`
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            c.collect()
+            now = {pid for pid, _ in c._groups["t"]}
+            if now - first:
+                break
+        kids = {p.pid for p in psutil.Process(tree.pid).children()}
+        assert now == {tree.pid} | kids and len(now) == 2  # `sleep 0.4` gone, `sleep 30` in
+        assert len(c._fds) == 2
+        c.close()
+        assert c._fds == {}
+    finally:
+        os.killpg(tree.pid, signal.SIGKILL)
+        tree.wait()

@@ -122,3 +122,15 @@ def test_retry_after_parsing():
     assert parse_retry_after(None) is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
     assert parse_retry_after("soon") is None
+
+
+def test_tls_is_verified_by_default_and_a_ca_file_makes_it_trusted(tmp_path, tls_api):
+    api, ca_file = tls_api
+    spool = Spool(tmp_path / "spool")
+    spool.put(30.0, body(30.0), {})
+    untrusted = Delivery(spool, HttpClient(api.url, "tok", 2.0), rng=random.Random(1))
+    assert untrusted.step() > 0  # self-signed: refused by the default verification
+    assert spool.pending() == 1 and api.received == []
+    trusted = Delivery(spool, HttpClient(api.url, "tok", 2.0, ca_file), rng=random.Random(1))
+    assert trusted.step() == 0.0 and spool.pending() == 0
+    assert api.delivered()[0]["body"]["series"][0]["points"] == [[31.0, 1.0]]

@@ -209,13 +209,15 @@ def test_agent_service_reports_the_docker_host(compose):
     agent = compose["services"]["agent"]
     assert agent["command"] == ["python", "-m", "agent"]
     assert agent["pid"] == "host"
+    assert agent["network_mode"] == "host", "the host's interfaces, not the container's"
     assert agent["image"] == compose["services"]["api"]["image"], "one image for API and agent"
     m = mounts(agent)
     assert m["/host/proc"] == ("/proc", "ro")
     assert m["/host/sys"] == ("/sys", "ro")
     assert m["/rootfs"] == ("/", "ro")
     env = env_list_to_dict(agent["environment"])
-    assert env["FLEETPULSE_URL"] == "http://api:8000"
+    # host network: the API is reached where compose publishes it on the host
+    assert env["FLEETPULSE_URL"] == "http://127.0.0.1:${API_PUBLISH_PORT:-8000}"
     assert env["FLEETPULSE_TOKEN"].startswith("${")
     assert env["FLEETPULSE_HOST"].startswith("${")
     assert env["FLEETPULSE_SPOOL_DIR"] == "/spool"

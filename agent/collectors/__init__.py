@@ -34,6 +34,7 @@ class OsLayer:
     nvml: Any = None
     sysfs_root: Path = Path("/sys")
     proc_root: Path | None = Path("/proc")
+    rootfs: Path | None = None  # the host's / seen from a container; None = this machine
 
 
 def load_nvml() -> Any:
@@ -47,11 +48,23 @@ def load_nvml() -> Any:
     return pynvml
 
 
-def default_os_layer() -> OsLayer:
-    """The real machine: psutil, pynvml where a driver is loaded, /sys and /proc."""
+def default_os_layer(cfg: Config | None = None) -> OsLayer:
+    """The real machine: psutil, pynvml where a driver is loaded, /sys and /proc.
+
+    In a container the host's /proc, /sys and / are mounted elsewhere (FLEETPULSE_PROCFS,
+    FLEETPULSE_SYSFS, FLEETPULSE_ROOTFS); psutil reads /proc through ``PROCFS_PATH``.
+    """
     import psutil
 
-    return OsLayer(psutil=psutil, nvml=load_nvml())
+    layer = OsLayer(psutil=psutil, nvml=load_nvml())
+    if cfg is not None and cfg.procfs:
+        psutil.PROCFS_PATH = cfg.procfs
+        layer.proc_root = Path(cfg.procfs)
+    if cfg is not None and cfg.sysfs:
+        layer.sysfs_root = Path(cfg.sysfs)
+    if cfg is not None and cfg.rootfs:
+        layer.rootfs = Path(cfg.rootfs)
+    return layer
 
 
 def _cpu(cfg: Config, os_: OsLayer) -> Collector:
@@ -69,6 +82,11 @@ def _memory(cfg: Config, os_: OsLayer) -> Collector:
 def _disk(cfg: Config, os_: OsLayer) -> Collector:
     from agent.collectors.disk import DiskCollector
 
+    if os_.rootfs is not None and os_.proc_root is not None:
+        # The host's mount table is PID 1's; usage is measured through the rootfs mount.
+        return DiskCollector(
+            os_.psutil, mounts_file=os_.proc_root / "1" / "mounts", rootfs=os_.rootfs
+        )
     return DiskCollector(os_.psutil)
 
 

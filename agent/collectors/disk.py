@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agent.collectors.base import RateTracker
@@ -35,6 +36,8 @@ class DiskCollector:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         mounts_every_s: float = 60.0,
+        mounts_file: Path | None = None,
+        rootfs: Path | None = None,
     ) -> None:
         self._ps = psutil
         self._clock = clock
@@ -43,18 +46,36 @@ class DiskCollector:
         self._mounts: list[str] = []
         self._mounts_at: float | None = None
         self._rates = RateTracker()
+        self._mounts_file = mounts_file  # the host's mount table, when run in a container
+        self._rootfs = rootfs  # where the host's / is mounted; usage is read through it
+
+    def _partitions(self) -> list[tuple[str, str, str]]:
+        """(device, mount point, fs type): psutil's list, or the host's mount table."""
+        if self._mounts_file is None:
+            return [(p.device, p.mountpoint, p.fstype) for p in self._ps.disk_partitions(all=True)]
+        out = []
+        for line in self._mounts_file.read_text().splitlines():
+            f = line.split()
+            if len(f) >= 3:
+                out.append((f[0], f[1].replace("\\040", " "), f[2]))
+        return out
+
+    def _usage_path(self, mount: str) -> str:
+        if self._rootfs is None:
+            return mount
+        return str(self._rootfs / mount.lstrip("/"))
 
     def _real_mounts(self) -> list[str]:
         seen: dict[str, str] = {}
-        for part in self._ps.disk_partitions(all=True):
-            if part.fstype in PSEUDO_FS:
+        for device, mountpoint, fstype in self._partitions():
+            if fstype in PSEUDO_FS:
                 continue
-            if part.fstype == "overlay" and part.mountpoint != "/":
+            if fstype == "overlay" and mountpoint != "/":
                 continue  # container layers; a container's own root is kept
             # a bind mount repeats the device: keep its shortest mount point
-            known = seen.get(part.device)
-            if known is None or len(part.mountpoint) < len(known):
-                seen[part.device] = part.mountpoint
+            known = seen.get(device)
+            if known is None or len(mountpoint) < len(known):
+                seen[device] = mountpoint
         return sorted(seen.values())
 
     def collect(self, now: float | None = None) -> list[Sample]:
@@ -66,7 +87,7 @@ class DiskCollector:
         out: list[Sample] = []
         for mount in self._mounts:
             try:
-                du = self._ps.disk_usage(mount)
+                du = self._ps.disk_usage(self._usage_path(mount))
             except OSError:
                 continue  # unmounted since the last listing
             tags = {"mount": tag_value(mount)}

@@ -121,6 +121,8 @@ class Registry:
                     "SELECT id, unit FROM series WHERE host=? AND metric=? AND tags=?", k
                 ).fetchone()
                 if row is None:
+                    # Not cached: this row exists only if the caller's transaction commits
+                    # (a rolled-back id would later name another series' row).
                     sid = con.execute(
                         "INSERT INTO series (host, metric, tags, unit) VALUES (?, ?, ?, ?)",
                         (*k, unit),
@@ -129,7 +131,7 @@ class Registry:
                     sid = row[0]
                     if unit is not None and row[1] != unit:
                         con.execute("UPDATE series SET unit=? WHERE id=?", (unit, sid))
-                self._ids[k] = sid
+                    self._ids[k] = sid
             out.append(sid)
         return out
 
