@@ -163,6 +163,14 @@ def post_samples() -> Response:
         )
     settings = current_app.config["FLEETPULSE"]
     body = request.get_data(cache=False)
+    # A chunked body is cut at MAX_CONTENT_LENGTH by werkzeug, not refused: anything left in
+    # the server's stream means it was longer (it was a confusing "not valid JSON" 400).
+    if (
+        request.content_length is None
+        and len(body) >= settings.max_body_bytes
+        and request.environ["wsgi.input"].read(1)
+    ):
+        raise ingest.TooLarge(f"body is larger than {settings.max_body_bytes} bytes")
     data = ingest.decode_body(
         body, request.headers.get("Content-Encoding"), settings.max_body_bytes
     )
@@ -380,6 +388,10 @@ def readyz() -> Response:
 
 class _Api(Api):
     """flask-smorest's Api with its HTTP error handler replaced by the app's one shape."""
+
+    # The OpenAPI's "default" response of every operation: {"error", "details"}, as sent
+    # (flask-smorest's own {"code", "status", "message", "errors"} was never what came back).
+    ERROR_SCHEMA = ErrorOut
 
     def handle_http_exception(self, error: Exception) -> Response:
         return handle(error)

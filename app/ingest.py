@@ -146,6 +146,10 @@ def parse_samples(data: object, settings: Settings, now: float) -> Batch:
             _add(errors, f"series.{i}.carry", "carry must be finite numbers")
         elif abs(c[1]) > MAX_ABS_VALUE:
             _add(errors, f"series.{i}.carry", f"value must be within +-{MAX_ABS_VALUE:g}")
+        elif c[0] < oldest - settings.hold - engine.WINDOW:
+            # Its hold ends before any window the retention keeps: it would only write windows
+            # in the distant past (year 1, or before InfluxDB's 1677), so it is dropped.
+            continue
         elif counts[i] and not c[0] < ts[offsets[i]]:
             _add(errors, f"series.{i}.carry", "carry must be strictly before the first point")
         else:

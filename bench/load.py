@@ -175,7 +175,7 @@ class _Client:
                     k = int(kind[1:])
                     t0 = self.w0 + k * WINDOW
                     body, n = window_body(h.name, h.idx, self.cfg.series, t0, k == 0)
-                    h.pending.append((t0, body, n, when))
+                    h.pending.append((t0, body, n, max(when, self.t_start)))
                     self.sent_samples += n
                     nxt = self.due(h, k + 1)
                     if nxt < end:
@@ -606,6 +606,7 @@ def agent_outage(
     kill_at: float,
     after: float = 120.0,
     window: int = 10,
+    interval: float = 0.5,
 ) -> dict:
     """Agent through a proxy; the proxy closes for ``outage`` s; SIGKILL + restart at ``kill_at``.
 
@@ -622,7 +623,7 @@ def agent_outage(
     proxy = RecordingProxy(api_url)
     proxy.open()
     spool, log = work / "spool", work / "agent.log"
-    agent = start_agent(proxy.url, token, host, spool, log, window=window)
+    agent = start_agent(proxy.url, token, host, spool, log, interval, window)
     t: dict[str, float] = {}
     try:
         deadline = time.time() + window * 3 + 10
@@ -635,7 +636,7 @@ def agent_outage(
         agent.send_signal(signal.SIGKILL)
         agent.wait(10)
         t["killed"] = time.time()
-        agent = start_agent(proxy.url, token, host, spool, log, window=window)
+        agent = start_agent(proxy.url, token, host, spool, log, interval, window)
         time.sleep(max(0.0, t["cut"] + outage - time.time()))
         proxy.open()
         t["restored"] = time.time()
@@ -709,6 +710,10 @@ def main() -> None:
     p.add_argument("--outage", type=float, default=300.0, help="agent-outage / influx down, s")
     p.add_argument("--json", help="write the full result here")
     args = p.parse_args()
+    if args.fault == "agent-outage" and args.store != "sqlite":
+        p.error("--fault agent-outage compares windows in the SQLite store: use --store sqlite")
+    if args.fault == "influx-restart" and (args.store != "influxdb" or args.storage_url):
+        p.error("--fault influx-restart needs --store influxdb with the bench's own influxd")
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
         influxd = None
@@ -727,10 +732,12 @@ def main() -> None:
         api = f"http://127.0.0.1:{port}"
         try:
             if args.fault == "agent-outage":
-                res = agent_outage(api, ADMIN, db, work, args.outage, args.outage / 3)
+                # the real agent's settings: 1-s samples, 30-s batches, its own backoff (cap 300 s)
+                res = agent_outage(api, ADMIN, db, work, args.outage, args.outage / 3, 420, 30, 1.0)
                 res.pop("log_tail")
                 print(json.dumps(res, indent=1, default=str))
-                return
+                ok = res["windows_equal"] and res["stored_sum"] == res["acked_distinct"]
+                sys.exit(0 if ok else 1)
             cfg = LoadConfig(
                 hosts=args.hosts,
                 series=args.series,
@@ -750,7 +757,14 @@ def main() -> None:
                     if args.fault == "worker-kill":
                         before = worker_pids(proc.pid)
                         os.kill(before[0], signal.SIGKILL)
-                        print(f"killed worker {before[0]} of {before}", flush=True)
+                        killed = time.time()
+                        while time.time() < killed + 60:
+                            now = worker_pids(proc.pid)
+                            if len(now) == len(before) and before[0] not in now:
+                                break
+                            time.sleep(0.1)
+                        res_kill = f"{before} -> {now} in {time.time() - killed:.1f} s"
+                        print(f"killed worker {before[0]}: {res_kill}", flush=True)
                     elif influxd is not None:
                         kill_influxd(influxd)
                         print("influxd killed (SIGKILL)", flush=True)
@@ -762,7 +776,12 @@ def main() -> None:
             res.update(rss.summary(args.warmup))
             stored = stored_sqlite(db) if db else stored_influx(url)
             res["stored"] = stored
-            res["zero_loss"] = stored["sum"] == res["acked"] and stored["max_count"] <= WINDOW
+            res["zero_loss"] = (
+                stored["sum"] == res["acked"]
+                and stored["max_count"] == WINDOW
+                and stored["windows"] == res["acked_batches"] * cfg.series
+                and res["unacked_batches"] == 0
+            )
             print(_fmt(f"{args.store} {args.fault}", res))
             flag = " FLAG" if res["rss_growth_flag"] else ""
             print(
@@ -777,6 +796,7 @@ def main() -> None:
             stop_api(proc)
             if influxd is not None:
                 influxd.stop()
+    sys.exit(0 if res.get("zero_loss") or res.get("windows_equal") else 1)
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ NEAR_PAIR = st.builds(
 )
 
 
-def _times_in_query(context: Any, query: Any) -> st.SearchStrategy:
+def times_in_query(context: Any, query: Any) -> st.SearchStrategy:
     """Swap string start/end for real times (strings only: negative cases stay negative)."""
     if not (
         isinstance(query, dict)
@@ -143,7 +143,7 @@ def _times_in_query(context: Any, query: Any) -> st.SearchStrategy:
 
 _SPEC_DIR = tempfile.TemporaryDirectory(prefix="fleetpulse-fuzz-")
 schema = _load_schema()
-schema.hook("flatmap_query")(_times_in_query)
+schema.hook("flatmap_query")(times_in_query)
 
 
 @schema.parametrize()
@@ -176,3 +176,21 @@ def test_openapi_fuzz(case: Any, fuzz_app: Any) -> None:
         got = c.get(path, query_string=params, headers=auth)
         assert got.status_code == 200, got.get_data()
         assert all_numbers_finite(got.json), got.json
+
+
+def test_every_error_response_in_the_openapi_is_the_error_shape(fuzz_app):
+    """Each documented 4xx/5xx, and the "default" one, is ErrorOut: what the API really sends."""
+    spec = fuzz_app.test_client().get("/api/v1/openapi.json").json
+    error_ref = "#/components/schemas/ErrorOut"
+    default = spec["components"]["responses"]["DEFAULT_ERROR"]
+    assert default["content"]["application/json"]["schema"] == {"$ref": error_ref}
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if method == "parameters":  # the path's own parameters, not an operation
+                continue
+            for status, resp in op["responses"].items():
+                if status == "default" or int(status) >= 400:
+                    if "$ref" in resp:
+                        resp = spec["components"]["responses"][resp["$ref"].rsplit("/", 1)[1]]
+                    schema = resp["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": error_ref}, (method, path, status, schema)

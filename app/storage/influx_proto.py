@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import os
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -116,6 +120,31 @@ class InfluxHTTP:
         self.port = parts.port or (443 if self.scheme == "https" else 8086)
         self._pool: urllib3.HTTPConnectionPool | None = None
         self._pid = os.getpid()
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def budget(self) -> Iterator[float]:
+        """One deadline (``timeout`` from now) for every call inside: a store operation of
+        several HTTP calls still answers, or raises StorageUnavailable, within ``timeout``."""
+        outer = getattr(self._local, "deadline", None)
+        if outer is not None:
+            yield outer
+            return
+        self._local.deadline = time.monotonic() + self.timeout
+        try:
+            yield self._local.deadline
+        finally:
+            self._local.deadline = None
+
+    def remaining(self) -> float:
+        """Seconds left in the current budget (the whole timeout outside of one)."""
+        deadline = getattr(self._local, "deadline", None)
+        if deadline is None:
+            return self.timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise StorageUnavailable(f"influxdb did not answer within {self.timeout:g}s")
+        return left
 
     def pool(self) -> urllib3.HTTPConnectionPool:
         """This process's keep-alive pool; a fresh one after a fork (sockets never cross)."""
@@ -140,7 +169,14 @@ class InfluxHTTP:
     def _request(self, method: str, path: str, **kw: Any) -> urllib3.BaseHTTPResponse:
         try:
             headers = {**self.headers, **kw.pop("headers", {})}
-            r = self.pool().request(method, path, headers=headers, **kw)
+            left = self.remaining()
+            r = self.pool().request(
+                method,
+                path,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=left, read=left, total=left),
+                **kw,
+            )
         except urllib3.exceptions.HTTPError as e:
             self._pool = None  # drop a pool whose sockets may be half-dead
             raise StorageUnavailable(f"influxdb {method} {path}: {e.__class__.__name__}") from e
@@ -182,7 +218,7 @@ class InfluxHTTP:
         params = {"q": ";".join(statements), "epoch": epoch, **self.auth_params}
         if db:
             params["db"] = db
-        if post:
+        if post or len(params["q"]) > 4000:  # long statements: keep the URL short
             r = self._request(
                 "POST",
                 "/query",

@@ -139,10 +139,9 @@ def _ns(t: float) -> int:
 class HostLocks:
     """Serialise read-merge-write per host across workers: flock on one of 64 files."""
 
-    def __init__(self, directory: Path, timeout: float) -> None:
+    def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.timeout = timeout
         self._fds: dict[int, int] = {}
         self._pid = os.getpid()
         self._thread_locks = [threading.Lock() for _ in range(LOCK_SLOTS)]
@@ -156,11 +155,11 @@ class HostLocks:
             self._fds[slot] = fd
         return fd
 
-    def acquire(self, host: str) -> int:
-        """Take the host's slot within the timeout, else StorageUnavailable (no request hangs)."""
+    def acquire(self, host: str, timeout: float) -> int:
+        """Take the host's slot within ``timeout``, else StorageUnavailable (no request hangs)."""
         slot = zlib.crc32(host.encode()) % LOCK_SLOTS
-        deadline = time.monotonic() + self.timeout
-        if not self._thread_locks[slot].acquire(timeout=self.timeout):
+        deadline = time.monotonic() + timeout
+        if not self._thread_locks[slot].acquire(timeout=timeout):
             raise StorageUnavailable("another request for this host is still being stored")
         fd = self._fd(slot)
         delay = 0.001
@@ -207,9 +206,7 @@ class InfluxStore(Store):
         )
         self.meta = SqliteDB(settings.metadata_path, SCHEMA)
         self.registry = Registry(self.meta)
-        self.locks = HostLocks(
-            Path(settings.metadata_path).parent / "influx-locks", settings.influxdb_timeout
-        )
+        self.locks = HostLocks(Path(settings.metadata_path).parent / "influx-locks")
         self._id_cache: dict[tuple, int] = {}
         self._ready = False
         try:
@@ -256,9 +253,16 @@ class InfluxStore(Store):
                         current = text
         if current is not None and _same_cq(current, want):
             return
-        stmts = [f"DROP CONTINUOUS QUERY {quote_ident(CQ_NAME)} ON {quote_ident(self.db)}"]
+        if current is not None:  # its text changed (an upgrade): replace it
+            log.info("continuous query %s: replacing it", CQ_NAME)
+            drop = f"DROP CONTINUOUS QUERY {quote_ident(CQ_NAME)} ON {quote_ident(self.db)}"
+            try:
+                self.http.query([drop], post=True)
+            except RuntimeError as e:  # another worker dropped it first
+                if "not found" not in str(e):
+                    raise
         try:
-            self.http.query((stmts if current is not None else []) + [want], post=True)
+            self.http.query([want], post=True)
         except RuntimeError as e:  # another worker created it at the same moment
             if "already exists" not in str(e):
                 raise
@@ -270,14 +274,19 @@ class InfluxStore(Store):
     # ---- writing -------------------------------------------------------------------------
 
     def write(self, batch: Batch) -> int:
+        with self.http.budget():
+            return self._write(batch)
+
+    def _write(self, batch: Batch) -> int:
         s = batch.summaries
         self._check_ready()
         bounds = np.searchsorted(s.sid, np.arange(len(batch.keys) + 1))
-        slot = self.locks.acquire(batch.host)
+        slot = self.locks.acquire(batch.host, self.http.remaining())
         try:
             with self.meta.tx() as con:
-                ids = self._ids(con, batch)
+                ids, fresh = self._ids(con, batch)
                 need = self._bump_hwm(con, ids, s, bounds)
+            self._id_cache.update(fresh)  # only ids whose transaction committed
             stored = self._read_states(batch, bounds, need) if need else {}
             if stored:
                 merged, states = engine.merge_into(s, stored, self.hold)
@@ -300,9 +309,11 @@ class InfluxStore(Store):
             self.locks.release(slot)
         return len(keep)
 
-    def _ids(self, con, batch: Batch) -> list[int]:
-        """Registry ids, cached per process (the registry itself re-derives tag text each call)."""
+    def _ids(self, con, batch: Batch) -> tuple[list[int], dict[tuple, int]]:
+        """Registry ids, cached per process (the registry re-derives tag text on each call);
+        returns the ids and the cache entries to add once the transaction has committed."""
         out: list[int | None] = []
+        fresh: dict[tuple, int] = {}
         miss = []
         for k, (key, unit) in enumerate(zip(batch.keys, batch.units, strict=True)):
             sid = self._id_cache.get((batch.host, key, unit))
@@ -314,9 +325,9 @@ class InfluxStore(Store):
                 con, batch.host, [batch.keys[k] for k in miss], [batch.units[k] for k in miss]
             )
             for k, sid in zip(miss, got, strict=True):
-                self._id_cache[(batch.host, batch.keys[k], batch.units[k])] = sid
+                fresh[(batch.host, batch.keys[k], batch.units[k])] = sid
                 out[k] = sid
-        return out  # type: ignore[return-value]
+        return out, fresh  # type: ignore[return-value]
 
     def _bump_hwm(self, con, ids: list[int], s: engine.Summaries, bounds: np.ndarray) -> list[int]:
         """Raise each series' attempted-label mark; return the keys that may have stored state."""
@@ -430,6 +441,10 @@ class InfluxStore(Store):
     # ---- reading -------------------------------------------------------------------------
 
     def query(self, q: Query) -> list[SeriesPoints]:
+        with self.http.budget():
+            return self._query(q)
+
+    def _query(self, q: Query) -> list[SeriesPoints]:
         found = self.registry.find(q.host, q.metric, q.tags, q.unit)
         if not found:
             return []
@@ -481,8 +496,9 @@ class InfluxStore(Store):
         return [SeriesState(*r) for r in rows] if rows else None
 
     def ping(self) -> None:
-        self.http.ping()
-        self._check_ready()
+        with self.http.budget():
+            self.http.ping()
+            self._check_ready()
 
     def run_jobs(self, now: float) -> dict[str, int]:
         """The CQ does the work inside influxd; this runs the same rollup over the last hour
