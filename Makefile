@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PORT    ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-fast lint fmt bench-ingest bench-ingest-influx bench-agent diagram compose-check clean
+.PHONY: help venv run test test-fast lint fmt bench-ingest bench-ingest-influx bench-agent fuzz diagram compose-check clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  %-22s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,9 @@ bench-ingest-influx: $(STAMP) ## ingest throughput through gunicorn on a real in
 
 bench-agent: $(STAMP) ## agent RSS, CPU and collection latency
 	$(BIN)/python bench/agent.py
+
+fuzz: $(STAMP) ## schemathesis fuzz from the OpenAPI against a real gunicorn
+	$(BIN)/python bench/fuzz.py --examples 1000
 
 diagram: ## regenerate architecture_diagram.png from architecture_diagram.dot
 	dot -Tpng -Gdpi=110 architecture_diagram.dot -o architecture_diagram.png

@@ -79,7 +79,8 @@ def start_api(workdir: Path, workers: int) -> tuple[subprocess.Popen, str]:
                 return proc, url
         except requests.RequestException:
             time.sleep(0.1)
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)  # the workers too: nothing outlives a failed start
+    proc.wait(10)
     raise RuntimeError((workdir / "gunicorn.log").read_text()[-2000:])
 
 

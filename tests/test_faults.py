@@ -245,3 +245,20 @@ def test_influxd_killed_and_restarted_mid_load(tmp_path: Path, influxd) -> None:
     assert res["errors"].get("503", 0) > 0, res["errors"]  # the fleet saw the outage
     assert set(res["errors"]) <= {"503"} | NO_ANSWER, res["errors"]
     check_zero_loss(res, stored_influx(url), cfg.series)
+
+
+def test_series_ids_of_a_rolled_back_transaction_are_not_reused(tmp_path: Path) -> None:
+    """The disk-full bug, without a disk: a failed write must not leave its new ids cached."""
+    from app.storage.sqldb import REGISTRY_SCHEMA, Registry, SqliteDB
+
+    db = SqliteDB(str(tmp_path / "r.db"), REGISTRY_SCHEMA)
+    reg = Registry(db)
+    key = ("cpu.percent", (("cpu", "total"),))
+    with pytest.raises(RuntimeError), db.tx() as con:  # e.g. SQLITE_FULL at COMMIT
+        reg.ids(con, "h1", [key], ["percent"])
+        raise RuntimeError("the write failed after the series rows were inserted")
+    with db.tx() as con:
+        other = reg.ids(con, "h2", [key], ["percent"])  # takes the rolled-back rowid
+        (sid,) = reg.ids(con, "h1", [key], ["percent"])
+    assert sid != other[0]
+    assert db.read("SELECT host FROM series WHERE id=?", (sid,)) == [("h1",)]

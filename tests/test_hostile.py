@@ -431,6 +431,7 @@ def test_injection_in_names_is_refused(client, where):
 
 @pytest.fixture
 def written(client) -> int:
+    """Twenty samples of one power series on host rd, five minutes ago: something to miss."""
     t0 = now30() - 300
     r = client.samples("rd", [series([[t0 + 10 * k, float(k)] for k in range(20)], unit="W")])
     assert r.status_code == 200, r.json

@@ -272,22 +272,19 @@ def test_rate_limit_per_token_through_gunicorn(tmp_path):
         noisy = api.token_for("reader")
         quiet = api.token_for("reader")
         url = api.url + "/api/v1/hosts"
+        headers = {"Authorization": f"Bearer {noisy}", "Connection": "close"}
+        t0 = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
             flood = list(
-                pool.map(
-                    lambda _: requests.get(
-                        url,
-                        headers={"Authorization": f"Bearer {noisy}", "Connection": "close"},
-                        timeout=10,
-                    ),
-                    range(60),
-                )
+                pool.map(lambda _: requests.get(url, headers=headers, timeout=10), range(60))
             )
+        elapsed = time.monotonic() - t0
         codes = [r.status_code for r in flood]
-        # at most burst (5) per worker plus what 2/s refills while the flood lasts
-        assert codes.count(200) <= 2 * 5 + 2 * 2 * 3, codes
+        assert set(codes) <= {200, 429}, codes
+        # at most a burst (5) per worker plus what 2/s per worker refills while the flood lasts
+        assert codes.count(200) <= 2 * 5 + 2 * 2 * (elapsed + 1), (elapsed, codes)
         limited = [r for r in flood if r.status_code == 429]
-        assert len(limited) >= 30, codes
+        assert limited, codes
         for r in limited:
             assert int(r.headers["Retry-After"]) >= 1
             assert set(r.json()) == {"error", "details"}
@@ -349,9 +346,9 @@ def tls_api(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         while True:
             assert proc.poll() is None, log.read_text()[-3000:]
             try:
-                requests.get(url + "/healthz", verify=str(cert), timeout=2)
+                requests.get(url + "/healthz", verify=str(cert), timeout=5)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 assert time.time() < deadline, log.read_text()[-3000:]
                 time.sleep(0.1)
         yield url, cert
