@@ -10,6 +10,9 @@ bind = [os.environ.get("FLEETPULSE_BIND") or "0.0.0.0:8000"]
 # plus one to cover I/O waits; FLEETPULSE_WORKERS overrides.
 workers = int(os.environ.get("FLEETPULSE_WORKERS") or multiprocessing.cpu_count() + 1)
 worker_class = "sync"
+# Never preload: the app opens SQLite, and an SQLite connection (or its lock state) carried
+# across fork() into workers corrupts concurrent writes. Each worker builds its own app.
+preload_app = False
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

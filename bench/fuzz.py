@@ -36,6 +36,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 
+from bench import ingest  # noqa: E402
 from tests.test_fuzz import (  # noqa: E402
     EXCLUDED,
     all_numbers_finite,
@@ -49,39 +50,8 @@ ADMIN = "fuzz-admin"
 
 def start_api(workdir: Path, workers: int) -> tuple[subprocess.Popen, str]:
     """gunicorn as users start it, on a free port; rate limiting off for one busy token."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers {workers}",
-        "FLEETPULSE_STORAGE_URL": f"sqlite:///{workdir}/fuzz.db",
-        "FLEETPULSE_METADATA_PATH": str(workdir / "meta.db"),
-        "FLEETPULSE_ADMIN_TOKEN": ADMIN,
-        "FLEETPULSE_LOG_LEVEL": "WARNING",
-        "FLEETPULSE_RATE_LIMIT": "0",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=(workdir / "gunicorn.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            if requests.get(url + "/healthz", timeout=5).status_code == 200:
-                return proc, url
-        except requests.RequestException:
-            time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)  # the workers too: nothing outlives a failed start
-    proc.wait(10)
-    raise RuntimeError((workdir / "gunicorn.log").read_text()[-2000:])
+    proc, port = ingest.start_api(f"sqlite://{workdir}/fuzz.db", workdir, workers, admin=ADMIN)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 class Tally:

@@ -32,15 +32,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_api(storage_url: str, workdir: Path, workers: int) -> tuple[subprocess.Popen, int]:
-    """gunicorn -c gunicorn.conf.py, as users start it; jobs off so they don't skew timings."""
+def start_api(
+    storage_url: str, workdir: Path, workers: int, admin: str = ADMIN
+) -> tuple[subprocess.Popen, int]:
+    """gunicorn -c gunicorn.conf.py, as users start it, rate limiting off for busy tokens."""
     port = free_port()
     env = {
         **os.environ,
         "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers {workers}",
         "FLEETPULSE_STORAGE_URL": storage_url,
         "FLEETPULSE_METADATA_PATH": str(workdir / "meta.db"),
-        "FLEETPULSE_ADMIN_TOKEN": ADMIN,
+        "FLEETPULSE_ADMIN_TOKEN": admin,
         "FLEETPULSE_LOG_LEVEL": "WARNING",
         "FLEETPULSE_RATE_LIMIT": "0",
     }
@@ -61,7 +63,8 @@ def start_api(storage_url: str, workdir: Path, workers: int) -> tuple[subprocess
                 return proc, port
         except OSError:
             time.sleep(0.1)
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)  # the workers too: nothing outlives a failed start
+    proc.wait(10)
     raise RuntimeError((workdir / "gunicorn.log").read_text()[-2000:])
 
 

@@ -20,7 +20,7 @@ def test_each_slot_runs_once_across_processes(tmp_path):
     path, meta = str(tmp_path / "d.db"), str(tmp_path / "m.db")
     SqliteStore(path, 90.0, RET)
     MetaStore(meta)
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")  # no SQLite state inherited across fork
     q = ctx.Queue()
     now = 1_763_892_000.0
     procs = [ctx.Process(target=_try, args=(path, meta, now + i, q)) for i in range(6)]

@@ -267,7 +267,7 @@ def test_concurrent_processes_split_batches_equal_one_batch(influxd, tmp_path):
         (ts[a:b], vals[a:b], (ts[a - 1], vals[a - 1]) if a else None)
         for a, b in itertools.pairwise(cuts)
     ]
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")  # no SQLite state inherited across fork
     meta = str(tmp_path / "meta.db")
     procs = [ctx.Process(target=_writer, args=(url, meta, parts[i::4], "many")) for i in range(4)]
     for p in procs:

@@ -76,7 +76,7 @@ def test_concurrent_processes_split_batches_equal_one_batch(tmp_path):
     ]
     many = str(tmp_path / "many.db")
     SqliteStore(many, 90.0, RET)
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")  # no SQLite state inherited across fork
     procs = [ctx.Process(target=_writer, args=(many, parts[i::4], "h")) for i in range(4)]
     for p in procs:
         p.start()

@@ -31,10 +31,8 @@ from app import engine
 from app.settings import Settings, format_duration
 from app.storage.base import (
     Batch,
-    HostSummary,
     Query,
     SeriesPoints,
-    SeriesState,
     StorageUnavailable,
     Store,
 )
@@ -47,7 +45,7 @@ from app.storage.influx_proto import (
     series_key,
     stored_tag_value,
 )
-from app.storage.sqldb import REGISTRY_SCHEMA, Registry, SqliteDB
+from app.storage.sqldb import REGISTRY_SCHEMA, Registry, RegistryReads, SqliteDB
 from app.storage.sqlite import pack_segs, unpack_state
 
 log = logging.getLogger(__name__)
@@ -187,7 +185,7 @@ class HostLocks:
         self._fds = {}
 
 
-class InfluxStore(Store):
+class InfluxStore(RegistryReads, Store):
     """The 1.x protocol store; ``influx_v2.Influx2Store`` reuses it with another setup."""
 
     def __init__(self, settings: Settings, retention: dict[str, float]) -> None:
@@ -487,13 +485,6 @@ class InfluxStore(Store):
                 )
             )
         return out
-
-    def hosts(self) -> list[HostSummary]:
-        return [HostSummary(h, ts, n) for h, ts, n in self.registry.hosts() if ts is not None]
-
-    def host_state(self, host: str) -> list[SeriesState] | None:
-        rows = self.registry.state(host)
-        return [SeriesState(*r) for r in rows] if rows else None
 
     def ping(self) -> None:
         with self.http.budget():

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from app.storage.base import SeriesKey, StorageFull, StorageUnavailable
+from app.storage.base import HostSummary, SeriesKey, SeriesState, StorageFull, StorageUnavailable
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -179,3 +179,16 @@ class Registry:
 
     def all_ids(self) -> list[int]:
         return [r[0] for r in self.db.read("SELECT id FROM series")]
+
+
+class RegistryReads:
+    """The host reads both stores answer from the registry: /hosts and /hosts/H."""
+
+    registry: Registry
+
+    def hosts(self) -> list[HostSummary]:
+        return [HostSummary(h, ts, n) for h, ts, n in self.registry.hosts() if ts is not None]
+
+    def host_state(self, host: str) -> list[SeriesState] | None:
+        rows = self.registry.state(host)
+        return [SeriesState(*r) for r in rows] if rows else None

@@ -10,13 +10,11 @@ import numpy as np
 from app import engine
 from app.storage.base import (
     Batch,
-    HostSummary,
     Query,
     SeriesPoints,
-    SeriesState,
     Store,
 )
-from app.storage.sqldb import REGISTRY_SCHEMA, Registry, SqliteDB
+from app.storage.sqldb import REGISTRY_SCHEMA, Registry, RegistryReads, SqliteDB
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +62,7 @@ def unpack_state(prev_ts: float | None, prev_val: float | None, blob: bytes) -> 
     )
 
 
-class SqliteStore(Store):
+class SqliteStore(RegistryReads, Store):
     """Windows, their mergeable state, the 30-minute series and optional raw samples."""
 
     def __init__(self, path: str, hold: float, retention: dict[str, float]) -> None:
@@ -150,13 +148,6 @@ class SqliteStore(Store):
                 )
             )
         return out
-
-    def hosts(self) -> list[HostSummary]:
-        return [HostSummary(h, ts, n) for h, ts, n in self.registry.hosts() if ts is not None]
-
-    def host_state(self, host: str) -> list[SeriesState] | None:
-        rows = self.registry.state(host)
-        return [SeriesState(*r) for r in rows] if rows else None
 
     def ping(self) -> None:
         self.db.read("SELECT 1")
