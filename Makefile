@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PORT    ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-fast lint fmt bench-ingest bench-ingest-influx bench-agent fuzz diagram compose-check clean
+.PHONY: help venv run test test-fast lint fmt bench-ingest bench-ingest-influx bench-agent bench-load bench-faults fuzz diagram compose-check clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  %-22s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,15 @@ bench-ingest-influx: $(STAMP) ## ingest throughput through gunicorn on a real in
 
 bench-agent: $(STAMP) ## agent RSS, CPU and collection latency
 	$(BIN)/python bench/agent.py
+
+bench-load: $(STAMP) ## 500 simulated agents x 40 series for 10 min on SQLite and on InfluxDB, zero-loss check
+	$(BIN)/python bench/load.py --store sqlite
+	$(BIN)/python bench/load.py --store influxdb
+
+bench-faults: $(STAMP) ## under load: worker SIGKILL, influxd SIGKILL + restart, 5-min agent outage + SIGKILL
+	$(BIN)/python bench/load.py --fault worker-kill --duration 180 --fault-at 61 --warmup 30
+	$(BIN)/python bench/load.py --store influxdb --fault influx-restart --outage 60 --duration 300 --fault-at 100 --warmup 30
+	$(BIN)/python bench/load.py --fault agent-outage --outage 300
 
 fuzz: $(STAMP) ## schemathesis fuzz from the OpenAPI against a real gunicorn
 	$(BIN)/python bench/fuzz.py --examples 1000
