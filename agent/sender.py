@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTER = frozenset({400, 415, 422})
 BACKOFF_BASE = 1.0
-BACKOFF_CAP = 300.0
+BACKOFF_CAP = 60.0  # after an outage the backlog goes out within a minute of recovery
 RETRY_AFTER_CAP = 3600.0
 
 
