@@ -122,11 +122,10 @@ def _client(port: int, jobs: list, tokens: list, q: mp.Queue) -> None:
     q.put((lat, bad, accepted))
 
 
-def drive(port: int, bodies: list, tokens: list, clients: int) -> dict:
-    """Send every body from ``clients`` processes with keep-alive connections; time it all."""
+def fan_out(target, arg_lists: list[tuple]) -> tuple[list, float]:
+    """Run ``target(*args, queue)`` in one process per args; their results and the wall time."""
     q: mp.Queue = mp.Queue()
-    parts = [bodies[i::clients] for i in range(clients)]
-    procs = [mp.Process(target=_client, args=(port, p, tokens, q)) for p in parts]
+    procs = [mp.Process(target=target, args=(*a, q)) for a in arg_lists]
     t0 = time.perf_counter()
     for p in procs:
         p.start()
@@ -134,6 +133,14 @@ def drive(port: int, bodies: list, tokens: list, clients: int) -> dict:
     elapsed = time.perf_counter() - t0
     for p in procs:
         p.join()
+    return results, elapsed
+
+
+def drive(port: int, bodies: list, tokens: list, clients: int) -> dict:
+    """Send every body from ``clients`` processes with keep-alive connections; time it all."""
+    results, elapsed = fan_out(
+        _client, [(port, bodies[i::clients], tokens) for i in range(clients)]
+    )
     lat = sorted(x for r in results for x in r[0])
     accepted = sum(r[2] for r in results)
     return {

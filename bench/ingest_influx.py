@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
+from bench import ingest
 from tests.influx_fixtures import Influxd
 
 RAW_BATCH = 5000
@@ -59,18 +60,9 @@ def run_raw_baseline(server: Influxd, db: str, args: argparse.Namespace) -> dict
     bodies = raw_bodies(args.hosts, args.series, args.samples, args.windows, t_start)
     samples = args.hosts * args.series * args.samples * args.windows
     path = "/write?" + urlencode({"db": db, "precision": "ms"})
-    q: mp.Queue = mp.Queue()
-    procs = [
-        mp.Process(target=_raw_client, args=(server.port, path, bodies[i :: args.clients], q))
-        for i in range(args.clients)
-    ]
-    t0 = time.perf_counter()
-    for p in procs:
-        p.start()
-    results = [q.get() for _ in procs]
-    elapsed = time.perf_counter() - t0
-    for p in procs:
-        p.join()
+    results, elapsed = ingest.fan_out(
+        _raw_client, [(server.port, path, bodies[i :: args.clients]) for i in range(args.clients)]
+    )
     lat = sorted(x for r in results for x in r[0])
     return {
         "requests": len(lat),

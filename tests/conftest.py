@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 import requests
 
-from app import create_app
+from app import create_app, engine
+from app.storage.base import Batch
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = [
@@ -203,3 +205,24 @@ def live_api(tmp_path: Path) -> Iterator[LiveApi]:
 
 def unique_host() -> str:
     return "h-" + uuid.uuid4().hex[:10]
+
+
+def one_series_batch(
+    host: str, ts, vals, carry=None, metric: str = "m.x", tags=(), unit: str = "percent"
+) -> Batch:
+    """A one-series Batch as the API builds it, for tests that talk to a store directly."""
+    sid = np.zeros(len(ts), dtype=np.int64)
+    ct = np.array([np.nan if carry is None else carry[0]])
+    cv = np.array([np.nan if carry is None else carry[1]])
+    t, v = np.asarray(ts, float), np.asarray(vals, float)
+    return Batch(
+        host=host,
+        keys=[(metric, tuple(sorted(tags)))],
+        units=[unit],
+        summaries=engine.summarize(sid, t, v, ct, cv),
+        latest_ts=t[-1:],
+        latest_val=v[-1:],
+        raw_sid=sid,
+        raw_ts=t,
+        raw_val=v,
+    )

@@ -18,7 +18,7 @@ import requests
 from app import create_app, engine
 from app.settings import Settings
 from app.storage import open_store
-from app.storage.base import Batch, Query, StorageUnavailable
+from app.storage.base import Query, StorageUnavailable
 from app.storage.influx_proto import (
     _escape_tag_raw,
     _parse_tag_value_1x,
@@ -37,6 +37,7 @@ from app.storage.influxdb import (
     parse_url,
 )
 from tests.conftest import ADMIN, Client, now30
+from tests.conftest import one_series_batch as batch
 
 pytestmark = pytest.mark.influx
 
@@ -52,25 +53,6 @@ def store_for(url: str, tmp_path, retention=RET, **kw) -> InfluxStore:
     st = open_store(s) if retention is RET else InfluxStore(s, retention)
     assert isinstance(st, InfluxStore)
     return st
-
-
-def batch(host: str, ts, vals, carry=None, metric="m.x", tags=(), unit="percent") -> Batch:
-    n = len(ts)
-    sid = np.zeros(n, dtype=np.int64)
-    ct = np.array([np.nan if carry is None else carry[0]])
-    cv = np.array([np.nan if carry is None else carry[1]])
-    t, v = np.asarray(ts, float), np.asarray(vals, float)
-    return Batch(
-        host=host,
-        keys=[(metric, tuple(sorted(tags)))],
-        units=[unit],
-        summaries=engine.summarize(sid, t, v, ct, cv),
-        latest_ts=t[-1:],
-        latest_val=v[-1:],
-        raw_sid=sid,
-        raw_ts=t,
-        raw_val=v,
-    )
 
 
 def db_of(url: str) -> str:

@@ -10,31 +10,12 @@ import time
 import numpy as np
 import pytest
 
-from app import engine
 from app.settings import Settings
-from app.storage.base import Batch, Query
+from app.storage.base import Query
 from app.storage.sqlite import SqliteStore
+from tests.conftest import one_series_batch as batch
 
 RET = {"raw": 0.0, "30s": 7 * 86400.0, "30m": 400 * 86400.0}
-
-
-def batch(host: str, ts: list[float], vals: list[float], carry=None, metric="m.x") -> Batch:
-    n = len(ts)
-    sid = np.zeros(n, dtype=np.int64)
-    ct = np.array([np.nan if carry is None else carry[0]])
-    cv = np.array([np.nan if carry is None else carry[1]])
-    t, v = np.asarray(ts, float), np.asarray(vals, float)
-    return Batch(
-        host=host,
-        keys=[(metric, ())],
-        units=["percent"],
-        summaries=engine.summarize(sid, t, v, ct, cv),
-        latest_ts=t[-1:],
-        latest_val=v[-1:],
-        raw_sid=sid,
-        raw_ts=t,
-        raw_val=v,
-    )
 
 
 def rows(path: str) -> list[tuple]:
