@@ -147,9 +147,16 @@ class LiveApi:
 
 
 def start_gunicorn(
-    tmp: Path, workers: int = 2, env_extra: dict | None = None, storage_url: str | None = None
+    tmp: Path,
+    workers: int = 2,
+    env_extra: dict | None = None,
+    storage_url: str | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> LiveApi:
-    """gunicorn -c gunicorn.conf.py from the repo root, as the contract starts it."""
+    """gunicorn -c gunicorn.conf.py from the repo root, as the contract starts it.
+
+    ``tls`` = (cert, key): gunicorn serves https itself and is polled with that certificate.
+    """
     port = free_port()
     db = tmp / "live.db"
     log = tmp / "gunicorn.log"
@@ -159,6 +166,7 @@ def start_gunicorn(
         "FLEETPULSE_STORAGE_URL": storage_url or f"sqlite:///{db}",
         "FLEETPULSE_METADATA_PATH": str(tmp / "meta.db"),
         "FLEETPULSE_ADMIN_TOKEN": ADMIN,
+        **({"FLEETPULSE_TLS_CERT": str(tls[0]), "FLEETPULSE_TLS_KEY": str(tls[1])} if tls else {}),
         **(env_extra or {}),
     }
     proc = subprocess.Popen(
@@ -169,15 +177,16 @@ def start_gunicorn(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    verify = str(tls[0]) if tls else True
     deadline = time.time() + 30
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"gunicorn exited: {log.read_text()[-3000:]}")
         try:
-            if requests.get(url + "/healthz", timeout=1).status_code == 200:
+            if requests.get(url + "/healthz", timeout=1, verify=verify).status_code == 200:
                 return LiveApi(url, ADMIN, db, proc, log)
-        except (requests.ConnectionError, requests.Timeout):  # a busy machine: ask again
+        except requests.RequestException:  # not up yet, or a busy machine: ask again
             time.sleep(0.1)
     stop_gunicorn(proc)
     raise RuntimeError(f"gunicorn did not start: {log.read_text()[-3000:]}")

@@ -4,12 +4,10 @@ worker, per-token rate limits, and TLS straight from gunicorn."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import ADMIN, ROOT, Client, free_port, now30, start_gunicorn, stop_gunicorn
+from tests.conftest import ADMIN, Client, now30, start_gunicorn, stop_gunicorn
 
 OWN = "web-01"
 
@@ -314,46 +312,15 @@ def self_signed(tmp: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def tls_api(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """gunicorn -c gunicorn.conf.py with FLEETPULSE_TLS_CERT/KEY; waits on https /healthz.
-
-    (start_gunicorn polls over plain http, which a TLS port never answers.)
-    """
+    """gunicorn -c gunicorn.conf.py with FLEETPULSE_TLS_CERT/KEY; waits on https /healthz."""
     if shutil.which("openssl") is None:
         pytest.skip("the openssl CLI is not installed")
     cert, key = self_signed(tmp_path)
-    port = free_port()
-    env = {
-        **os.environ,
-        "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers 1",
-        "FLEETPULSE_STORAGE_URL": f"sqlite:///{tmp_path}/tls.db",
-        "FLEETPULSE_METADATA_PATH": str(tmp_path / "meta.db"),
-        "FLEETPULSE_ADMIN_TOKEN": ADMIN,
-        "FLEETPULSE_TLS_CERT": str(cert),
-        "FLEETPULSE_TLS_KEY": str(key),
-    }
-    log = tmp_path / "gunicorn.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"https://127.0.0.1:{port}"
+    api = start_gunicorn(tmp_path, workers=1, tls=(cert, key))
     try:
-        deadline = time.time() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                requests.get(url + "/healthz", verify=str(cert), timeout=5)
-                break
-            except requests.RequestException:
-                assert time.time() < deadline, log.read_text()[-3000:]
-                time.sleep(0.1)
-        yield url, cert
+        yield api.url, cert
     finally:
-        stop_gunicorn(proc)
+        stop_gunicorn(api.proc)
 
 
 @pytest.mark.e2e
