@@ -482,6 +482,7 @@ class RecordingProxy:
         self.port = port or free_port()
         self.acked: list[tuple[bytes, dict]] = []  # (request body, answer) of each 200
         self.statuses: dict[int, int] = {}
+        self.upstream_errors: list[str] = []  # why a 502 was answered, for the failure report
         self.lock = threading.Lock()
         self._server: http.server.ThreadingHTTPServer | None = None
 
@@ -510,6 +511,7 @@ class RecordingProxy:
                 except (OSError, http.client.HTTPException) as e:
                     with proxy.lock:  # say so, as a gateway would, and let the agent retry
                         proxy.statuses[502] = proxy.statuses.get(502, 0) + 1
+                        proxy.upstream_errors.append(repr(e))
                     self.send_error(502, f"upstream: {e!r}")
                     return
                 finally:
@@ -635,7 +637,10 @@ def agent_outage(
         while not proxy.acked and time.time() < deadline:  # one batch delivered first
             time.sleep(0.2)
         if not proxy.acked:
-            raise RuntimeError(f"nothing acknowledged {proxy.statuses}: {log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"nothing acknowledged {proxy.statuses} {proxy.upstream_errors[:3]}: "
+                f"{log.read_text()[-3000:]}"
+            )
         t["cut"] = time.time()
         proxy.close()
         time.sleep(kill_at)
