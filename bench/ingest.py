@@ -97,21 +97,21 @@ def make_bodies(hosts: int, series: int, samples: int, windows: int, t_start: in
     return out
 
 
+def samples_headers(token: str) -> dict[str, str]:
+    """The headers an agent sends with a gzipped batch."""
+    return {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "Content-Encoding": "gzip",
+    }
+
+
 def _client(port: int, jobs: list, tokens: list, q: mp.Queue) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     lat, bad, accepted = [], 0, 0
     for h, body in jobs:
         t = time.perf_counter()
-        conn.request(
-            "POST",
-            "/api/v1/samples",
-            body,
-            {
-                "Authorization": f"Bearer {tokens[h]}",
-                "Content-Type": "application/json",
-                "Content-Encoding": "gzip",
-            },
-        )
+        conn.request("POST", "/api/v1/samples", body, samples_headers(tokens[h]))
         r = conn.getresponse()
         data = r.read()
         lat.append(time.perf_counter() - t)

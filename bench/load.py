@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.ingest import ADMIN, free_port, start_api, stop_api  # noqa: E402
+from bench.ingest import ADMIN, free_port, samples_headers, start_api, stop_api  # noqa: E402
 
 WINDOW = 30
 CLOSE_DELAY = 0.2  # the agent cuts a window 0.2 s after it ends
@@ -215,16 +215,7 @@ class _Client:
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", self.port, self.cfg.timeout)
-                conn.request(
-                    "POST",
-                    "/api/v1/samples",
-                    body,
-                    {
-                        "Authorization": f"Bearer {h.token}",
-                        "Content-Type": "application/json",
-                        "Content-Encoding": "gzip",
-                    },
-                )
+                conn.request("POST", "/api/v1/samples", body, samples_headers(h.token))
                 r = conn.getresponse()
                 answer = r.read()
                 status, retry_after = r.status, r.getheader("Retry-After")

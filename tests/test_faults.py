@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from bench.ingest import samples_headers
 from bench.load import (
     LoadConfig,
     agent_outage,
@@ -124,11 +125,7 @@ def post(url: str, token: str, body: bytes) -> requests.Response:
     return requests.post(
         url + "/api/v1/samples",
         data=body,
-        headers={
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
-            "Content-Encoding": "gzip",
-        },
+        headers=samples_headers(token),
         timeout=30,
     )
 
