@@ -350,12 +350,14 @@ def merge_into(
     states = []
     rows = []
     for i in range(len(new)):
-        st = state_of(new.row(i))
+        row = new.row(i)
+        st = state_of(row)
         old = stored.get((int(new.sid[i]), int(new.label[i])))
         if old is not None:
             st = merge(old, st)
+            row = collapse(st, hold)
         states.append(st)
-        rows.append(collapse(st, hold) if old is not None else new.row(i))
+        rows.append(row)
     if not stored:
         return new, states
     return Summaries.from_rows(new.sid.tolist(), new.label.tolist(), rows), states
