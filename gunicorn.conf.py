@@ -17,6 +17,10 @@ timeout = 30
 graceful_timeout = 20
 keepalive = 5
 max_requests = 0
+# gunicorn >= 25 opens a control socket (``gunicornc``) at one fixed path in $HOME by default:
+# an admin surface we do not use, shared by every gunicorn of that user, and a thread in the
+# master that is stopped and restarted around every worker fork. Off.
+control_socket_disable = True
 accesslog = None  # the app logs one line per request itself
 errorlog = "-"
 loglevel = os.environ.get("FLEETPULSE_LOG_LEVEL", "info").lower()
@@ -35,3 +39,4 @@ def post_worker_init(worker):
     ext = app.extensions["fleetpulse"]
     if ext.settings.jobs:
         ext.jobs.start()
+    worker.log.info("Worker ready (pid: %s)", worker.pid)

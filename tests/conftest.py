@@ -34,6 +34,49 @@ STORES = ["sqlite", "influxdb"]
 ADMIN = "test-admin-token"
 
 
+# Logs of the servers the running test started: a failing test's report carries their tails,
+# so a CI log shows the server's side of an end-to-end failure.
+SERVER_LOGS: list[Path] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    SERVER_LOGS.clear()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.failed:
+        for log in SERVER_LOGS:
+            if log.exists():
+                tail = log.read_text(errors="replace")[-4000:]
+                report.sections.append((f"server log {log.parent.name}/{log.name}", tail))
+    return report
+
+
+# An end-to-end test that fails on the connection itself (reset, refused, cut, timed out), not
+# on an assertion, runs once more; the first failure stays in the report (-ra lists RERUN, with
+# the server log above). Assertion failures are never rerun.
+CONNECTION_FAULTS = [
+    "ConnectionError",
+    "ConnectionResetError",
+    "RemoteDisconnected",
+    "ProtocolError",
+    "ReadTimeout",
+]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("rerunfailures"):
+        return
+    for item in items:
+        if item.get_closest_marker("e2e") and not item.get_closest_marker("flaky"):
+            item.add_marker(
+                pytest.mark.flaky(reruns=1, reruns_delay=2, only_rerun=CONNECTION_FAULTS)
+            )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -169,6 +212,7 @@ def start_gunicorn(
         **({"FLEETPULSE_TLS_CERT": str(tls[0]), "FLEETPULSE_TLS_KEY": str(tls[1])} if tls else {}),
         **(env_extra or {}),
     }
+    SERVER_LOGS.append(log)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
         cwd=ROOT,
@@ -183,11 +227,15 @@ def start_gunicorn(
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"gunicorn exited: {log.read_text()[-3000:]}")
+        # every worker booted (one answering /healthz is not enough: a test that needs both
+        # workers, or that kills one, must not race the second one's boot)
+        ready = log.read_text(errors="replace").count("Worker ready (pid:") >= workers
         try:
-            if requests.get(url + "/healthz", timeout=1, verify=verify).status_code == 200:
+            if ready and requests.get(url + "/healthz", timeout=1, verify=verify).ok:
                 return LiveApi(url, ADMIN, db, proc, log)
         except requests.RequestException:  # not up yet, or a busy machine: ask again
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     stop_gunicorn(proc)
     raise RuntimeError(f"gunicorn did not start: {log.read_text()[-3000:]}")
 
