@@ -326,16 +326,30 @@ def test_hosts_and_state_table(client, filled):
     assert h["host"] == "r1" and h["series"] == 2 and h["last_seen"].endswith("Z")
     r = client.get("/api/v1/hosts/r1")
     assert r.status_code == 200
-    vals = {s["tags"]["cpu"]: s["value"] for s in r.json["series"]}
+    state = r.json
+    vals = {s["tags"]["cpu"]: s["value"] for s in state["series"]}
     assert vals == {"total": 179.0, "0": 50.0}
-    assert r.json["last_seen"] == h["last_seen"]
+    assert state["last_seen"] == h["last_seen"]
     r = client.get("/api/v1/hosts/nobody")
     assert r.status_code == 404 and r.json["error"]
     # an older retry never moves the state table back
     assert client.samples("r1", [cpu([[filled, -1.0]])]).status_code == 200
-    assert client.get("/api/v1/hosts/r1").json == r.json or True
-    vals2 = {s["tags"]["cpu"]: s["value"] for s in client.get("/api/v1/hosts/r1").json["series"]}
-    assert vals2 == vals
+    assert client.get("/api/v1/hosts/r1").json == state
+
+
+def test_a_changed_unit_is_stored_at_once(client):
+    """The registry caches series ids per worker; a unit that changes must still be written."""
+    t0 = now30()
+    for unit in ("W", "mW", "W"):
+        r = client.samples("u1", [cpu([[t0 + 1, 5.0]], unit=unit, metric="psu.power")])
+        assert r.status_code == 200, r.json
+        state = client.get("/api/v1/hosts/u1")
+        assert state.status_code == 200, state.json
+        (s,) = state.json["series"]
+        assert s["unit"] == unit
+        got = client.series("u1", "psu.power", t0 - 30, t0 + 30)
+        assert got.status_code == 200, got.json
+        assert [x["unit"] for x in got.json["series"]] == [unit], got.json
 
 
 def test_downsampled_30m_series(client, app):

@@ -80,9 +80,6 @@ def test_worker_sigkill_mid_load(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-# Intermittent under a full suite on 2 cores (once: the proxy's every forward to gunicorn failed
-# before the outage began; cause not found): one rerun, and the failure prints its evidence.
-@pytest.mark.flaky(reruns=1, reruns_delay=2)
 def test_agent_network_outage_and_sigkill(tmp_path: Path) -> None:
     """40 s without network (the proxy's port closed), the agent SIGKILLed and restarted 15 s in."""
     api = start_gunicorn(tmp_path, workers=2, env_extra=QUIET)
@@ -131,9 +128,6 @@ def post(url: str, token: str, body: bytes) -> requests.Response:
 
 
 @pytest.mark.e2e
-# Intermittent under a full suite (once: a connection reset while filling the disk; cause not
-# found): one rerun; a failure prints the server's log.
-@pytest.mark.flaky(reruns=1, reruns_delay=2)
 def test_sqlite_disk_full_then_space_returns(tmp_path: Path, small_disk: Path) -> None:
     api = start_gunicorn(
         tmp_path, workers=2, storage_url=f"sqlite:///{small_disk}/store.db", env_extra=QUIET
@@ -264,7 +258,10 @@ def test_series_ids_of_a_rolled_back_transaction_are_not_reused(tmp_path: Path) 
         reg.ids(con, "h1", [key], ["percent"])
         raise RuntimeError("the write failed after the series rows were inserted")
     with db.tx() as con:
-        other = reg.ids(con, "h2", [key], ["percent"])  # takes the rolled-back rowid
-        (sid,) = reg.ids(con, "h1", [key], ["percent"])
+        other, fresh = reg.ids(con, "h2", [key], ["percent"])  # takes the rolled-back rowid
+    reg.keep(fresh)
+    with db.tx() as con:
+        (sid,), fresh = reg.ids(con, "h1", [key], ["percent"])
+    reg.keep(fresh)
     assert sid != other[0]
     assert db.read("SELECT host FROM series WHERE id=?", (sid,)) == [("h1",)]

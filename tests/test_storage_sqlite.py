@@ -112,3 +112,45 @@ def test_settings_choose_the_store(tmp_path):
         open_store(Settings.from_env({}, storage_url="sqlite://relative.db"))
     with pytest.raises(ValueError, match="scheme"):
         open_store(Settings.from_env({}, storage_url="postgres://x/y"))
+
+
+def _open_at_once(path: str, meta: str, barrier, errors) -> None:
+    """One gunicorn worker's boot: the store and the metadata file, opened at the same moment."""
+    from app.meta import MetaStore
+
+    barrier.wait()
+    try:
+        SqliteStore(path, 15.0, {"raw": 0, "30s": 86400, "30m": 86400})
+        MetaStore(meta)
+    except Exception as e:  # reported to the parent
+        errors.put(repr(e))
+
+
+def test_workers_booting_at_once_on_a_fresh_file_all_open_it(tmp_path):
+    """Switching a fresh file to WAL answers "database is locked" at once (no busy wait) when
+    another connection opens it: a worker failing at boot makes gunicorn stop every worker."""
+    ctx = mp.get_context("spawn")
+    errors = ctx.Queue()
+    for round_ in range(6):
+        barrier = ctx.Barrier(6)
+        procs = [
+            ctx.Process(
+                target=_open_at_once,
+                args=(
+                    str(tmp_path / f"s{round_}.db"),
+                    str(tmp_path / f"m{round_}.db"),
+                    barrier,
+                    errors,
+                ),
+            )
+            for _ in range(6)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0] * 6
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert found == []

@@ -205,7 +205,6 @@ class InfluxStore(RegistryReads, Store):
         self.meta = SqliteDB(settings.metadata_path, SCHEMA)
         self.registry = Registry(self.meta)
         self.locks = HostLocks(Path(settings.metadata_path).parent / "influx-locks")
-        self._id_cache: dict[tuple, int] = {}
         self._ready = False
         try:
             self.ensure_schema()
@@ -282,9 +281,9 @@ class InfluxStore(RegistryReads, Store):
         slot = self.locks.acquire(batch.host, self.http.remaining())
         try:
             with self.meta.tx() as con:
-                ids, fresh = self._ids(con, batch)
+                ids, fresh = self.registry.ids(con, batch.host, batch.keys, batch.units)
                 need = self._bump_hwm(con, ids, s, bounds)
-            self._id_cache.update(fresh)  # only ids whose transaction committed
+            self.registry.keep(fresh)  # only ids whose transaction committed
             stored = self._read_states(batch, bounds, need) if need else {}
             if stored:
                 merged, states = engine.merge_into(s, stored, self.hold)
@@ -306,26 +305,6 @@ class InfluxStore(RegistryReads, Store):
         finally:
             self.locks.release(slot)
         return len(keep)
-
-    def _ids(self, con, batch: Batch) -> tuple[list[int], dict[tuple, int]]:
-        """Registry ids, cached per process (the registry re-derives tag text on each call);
-        returns the ids and the cache entries to add once the transaction has committed."""
-        out: list[int | None] = []
-        fresh: dict[tuple, int] = {}
-        miss = []
-        for k, (key, unit) in enumerate(zip(batch.keys, batch.units, strict=True)):
-            sid = self._id_cache.get((batch.host, key, unit))
-            if sid is None:
-                miss.append(k)
-            out.append(sid)
-        if miss:
-            got = self.registry.ids(
-                con, batch.host, [batch.keys[k] for k in miss], [batch.units[k] for k in miss]
-            )
-            for k, sid in zip(miss, got, strict=True):
-                fresh[(batch.host, batch.keys[k], batch.units[k])] = sid
-                out[k] = sid
-        return out, fresh  # type: ignore[return-value]
 
     def _bump_hwm(self, con, ids: list[int], s: engine.Summaries, bounds: np.ndarray) -> list[int]:
         """Raise each series' attempted-label mark; return the keys that may have stored state."""

@@ -7,7 +7,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from app.storage.base import HostSummary, SeriesKey, SeriesState, StorageFull, StorageUnavailable
@@ -24,8 +25,17 @@ class SqliteDB:
         self._local = threading.local()
         self._pid = os.getpid()
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        try:  # executescript runs in its own transaction; IF NOT EXISTS makes it idempotent
-            self.conn().executescript(schema)
+        try:
+            con = self.conn()
+            # One IMMEDIATE transaction (it waits out other writers; IF NOT EXISTS makes it
+            # idempotent): a deferred one could fail at once on a lock upgrade while the other
+            # workers create the same tables at boot.
+            try:
+                con.executescript(f"BEGIN IMMEDIATE;\n{schema}\nCOMMIT;")
+            except sqlite3.Error:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
         except sqlite3.Error as e:
             raise _translate(e) from e
 
@@ -36,7 +46,7 @@ class SqliteDB:
             self._pid = os.getpid()
             con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            con.execute("PRAGMA journal_mode=WAL")
+            _wait_out_locks(lambda: con.execute("PRAGMA journal_mode=WAL"))
             con.execute("PRAGMA synchronous=NORMAL")
             self._local.con = con
         return con
@@ -73,6 +83,26 @@ class SqliteDB:
             self._local.con = None
 
 
+def _wait_out_locks(step: Callable[[], object]) -> None:
+    """Retry a step that SQLite fails at once with "database is locked", up to the busy timeout.
+
+    Switching a file to WAL takes an exclusive lock without calling the busy handler: several
+    gunicorn workers opening a fresh file at boot got "database is locked", and a worker that
+    fails at boot makes gunicorn stop them all.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.002
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e).lower() or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
 def _translate(e: sqlite3.Error) -> Exception:
     msg = str(e).lower()
     if "full" in msg or "disk i/o" in msg:
@@ -106,34 +136,47 @@ class Registry:
 
     def __init__(self, db: SqliteDB) -> None:
         self.db = db
-        self._ids: dict[tuple[str, str, str], int] = {}
+        # (host, (metric, tags)) -> (id, unit as stored); filled only after a commit (``keep``)
+        self._ids: dict[tuple[str, SeriesKey], tuple[int, str | None]] = {}
 
     def ids(
         self, con: sqlite3.Connection, host: str, keys: list[SeriesKey], units: list[str | None]
-    ) -> list[int]:
-        """Ids for the batch's series, created on first sight; units kept as metadata."""
+    ) -> tuple[list[int], dict[tuple[str, SeriesKey], tuple[int, str | None]]]:
+        """Ids for the batch's series, created on first sight, and a changed unit stored.
+
+        Returns the ids and the cache entries to ``keep`` once the caller's transaction has
+        committed: a rolled-back id would otherwise later name another series' row.
+        """
         out = []
-        for (metric, tags), unit in zip(keys, units, strict=True):
-            k = (host, metric, tags_json(tags))
-            sid = self._ids.get(k)
-            if sid is None:
-                row = con.execute(
-                    "SELECT id, unit FROM series WHERE host=? AND metric=? AND tags=?", k
-                ).fetchone()
-                if row is None:
-                    # Not cached: this row exists only if the caller's transaction commits
-                    # (a rolled-back id would later name another series' row).
-                    sid = con.execute(
-                        "INSERT INTO series (host, metric, tags, unit) VALUES (?, ?, ?, ?)",
-                        (*k, unit),
-                    ).lastrowid
-                else:
-                    sid = row[0]
-                    if unit is not None and row[1] != unit:
-                        con.execute("UPDATE series SET unit=? WHERE id=?", (unit, sid))
-                    self._ids[k] = sid
+        fresh: dict[tuple[str, SeriesKey], tuple[int, str | None]] = {}
+        for key, unit in zip(keys, units, strict=True):
+            k = (host, key)
+            hit = self._ids.get(k)
+            if hit is not None and (unit is None or hit[1] == unit):
+                out.append(hit[0])
+                continue
+            name = (host, key[0], tags_json(key[1]))
+            row = con.execute(
+                "SELECT id, unit FROM series WHERE host=? AND metric=? AND tags=?", name
+            ).fetchone()
+            if row is None:
+                sid = con.execute(
+                    "INSERT INTO series (host, metric, tags, unit) VALUES (?, ?, ?, ?)",
+                    (*name, unit),
+                ).lastrowid
+                stored_unit = unit
+            else:
+                sid, stored_unit = row
+                if unit is not None and stored_unit != unit:
+                    con.execute("UPDATE series SET unit=? WHERE id=?", (unit, sid))
+                    stored_unit = unit
+            fresh[k] = (sid, stored_unit)
             out.append(sid)
-        return out
+        return out, fresh
+
+    def keep(self, fresh: dict[tuple[str, SeriesKey], tuple[int, str | None]]) -> None:
+        """Cache what ``ids`` found, once its transaction has committed."""
+        self._ids.update(fresh)
 
     def update_latest(
         self, con: sqlite3.Connection, ids: list[int], ts: list[float], vals: list[float]

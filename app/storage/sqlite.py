@@ -75,7 +75,7 @@ class SqliteStore(RegistryReads, Store):
         s = batch.summaries
         bounds = np.searchsorted(s.sid, np.arange(len(batch.keys) + 1))
         with self.db.tx() as con:
-            ids = self.registry.ids(con, batch.host, batch.keys, batch.units)
+            ids, fresh = self.registry.ids(con, batch.host, batch.keys, batch.units)
             stored: dict[tuple[int, int], engine.State] = {}
             for k, sid in enumerate(ids):
                 a, b = bounds[k], bounds[k + 1]
@@ -125,6 +125,7 @@ class SqliteStore(RegistryReads, Store):
             self.registry.update_latest(
                 con, ids, batch.latest_ts.tolist(), batch.latest_val.tolist()
             )
+        self.registry.keep(fresh)  # only ids whose transaction committed
         return len(keep)
 
     def query(self, q: Query) -> list[SeriesPoints]:
