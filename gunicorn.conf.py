@@ -29,6 +29,22 @@ certfile = os.environ.get("FLEETPULSE_TLS_CERT") or None
 keyfile = os.environ.get("FLEETPULSE_TLS_KEY") or None
 
 
+# What the master makes before it forks, for every worker to share (a reload re-reads this
+# file, so on_reload makes them again for the new workers).
+_shared: dict = {}
+
+
+def on_starting(server):
+    """The master makes the per-token rate-limit buckets every worker shares."""
+    from app.ratelimit import SharedBuckets
+
+    _shared["buckets"] = SharedBuckets()
+
+
+def on_reload(server):
+    on_starting(server)
+
+
 def post_worker_init(worker):
     """Each worker starts its job thread after the fork; the lease makes each slot run once."""
     logging.basicConfig(
@@ -37,6 +53,8 @@ def post_worker_init(worker):
     )
     app = worker.wsgi
     ext = app.extensions["fleetpulse"]
+    if "buckets" in _shared:
+        ext.limiter.share(_shared["buckets"])  # one rate per token across every worker
     if ext.settings.jobs:
         ext.jobs.start()
     worker.log.info("Worker ready (pid: %s)", worker.pid)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
+import multiprocessing as mp
+import os
+import signal
+import time
+
+import pytest
+
 from app import create_app
-from app.ratelimit import RateLimiter, retry_after
+from app.ratelimit import LocalBuckets, RateLimiter, SharedBuckets, retry_after
 from tests.conftest import ADMIN, Client
 
 
-def test_bucket_refills_at_the_rate():
-    rl = RateLimiter(rate=2.0, burst=3.0)
+@pytest.mark.parametrize("kind", [LocalBuckets, SharedBuckets])
+def test_bucket_refills_at_the_rate(kind):
+    rl = RateLimiter(rate=2.0, burst=3.0, buckets=kind())
     assert [rl.acquire("a", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
     assert rl.acquire("a", now=0.0) == 0.5
     assert rl.acquire("b", now=0.0) == 0.0  # other keys are untouched
@@ -36,3 +45,56 @@ def test_noisy_token_gets_429_others_do_not(tmp_path):
     assert set(r.json) == {"error", "details"}
     other = c.token_for("reader")
     assert c.get("/api/v1/hosts", token=other).status_code == 200
+
+
+def _spend(buckets: SharedBuckets, key: str, n: int, out) -> None:
+    rl = RateLimiter(rate=0.001, burst=5.0, buckets=buckets)
+    out.put([rl.acquire(key, now=100.0) for _ in range(n)])
+
+
+def test_shared_buckets_are_one_rate_across_forked_processes():
+    """What gunicorn does: the master makes them, each forked worker spends from the same bucket."""
+    buckets = SharedBuckets(slots=1024)
+    ctx = mp.get_context("fork")  # the sharing is by fork, as in gunicorn (no SQLite here)
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_spend, args=(buckets, "tok-a", 3, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    waits = sorted(w for _ in procs for w in out.get(timeout=30))
+    for p in procs:
+        p.join(30)
+    assert waits[:5] == [0.0] * 5 and all(w > 0 for w in waits[5:]), waits  # 9 asks, burst 5
+    parent = RateLimiter(rate=0.001, burst=5.0, buckets=buckets)
+    assert parent.acquire("tok-a", now=100.0) > 0
+    assert parent.acquire("tok-b", now=100.0) == 0.0
+
+
+def test_shared_buckets_reuse_the_least_recent_slot_when_full():
+    buckets = SharedBuckets(slots=4)  # every key probes all 4 slots
+    rl = RateLimiter(rate=0.001, burst=1.0, buckets=buckets)
+    for k, key in enumerate("abcd"):
+        assert rl.acquire(key, now=float(k)) == 0.0
+    assert rl.acquire("a", now=3.5) > 0  # still tracked
+    assert rl.acquire("e", now=3.6) == 0.0  # takes the least recently used slot ("b", t=1)
+    assert rl.acquire("c", now=3.7) > 0 and rl.acquire("d", now=3.8) > 0
+    assert rl.acquire("b", now=3.9) == 0.0  # forgotten: a full bucket again
+
+
+def _hold_lock_forever(buckets: SharedBuckets, ready) -> None:
+    fcntl.lockf(buckets._lockfile, fcntl.LOCK_EX)
+    ready.set()
+    time.sleep(600)
+
+
+def test_a_worker_killed_holding_the_lock_blocks_nobody():
+    buckets = SharedBuckets(slots=64)
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    p = ctx.Process(target=_hold_lock_forever, args=(buckets, ready))
+    p.start()
+    assert ready.wait(30)
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(30)
+    t0 = time.monotonic()
+    assert RateLimiter(1.0, 1.0, buckets).acquire("x") == 0.0
+    assert time.monotonic() - t0 < 1.0

@@ -267,7 +267,8 @@ def test_revocation_takes_effect_on_every_worker_at_once(live_api):
 
 @pytest.mark.e2e
 def test_rate_limit_per_token_through_gunicorn(tmp_path):
-    """One token flooding gets 429 + Retry-After on each worker; another token is untouched."""
+    """One token flooding gets 429 + Retry-After from every worker, from one shared bucket;
+    another token is untouched."""
     api = start_gunicorn(
         tmp_path, env_extra={"FLEETPULSE_RATE_LIMIT": "2", "FLEETPULSE_RATE_BURST": "5"}
     )
@@ -284,8 +285,11 @@ def test_rate_limit_per_token_through_gunicorn(tmp_path):
         elapsed = time.monotonic() - t0
         codes = [r.status_code for r in flood]
         assert set(codes) <= {200, 429}, codes
-        # at most a burst (5) per worker plus what 2/s per worker refills while the flood lasts
-        assert codes.count(200) <= 2 * 5 + 2 * 2 * (elapsed + 1), (elapsed, codes)
+        # both workers answered the flood, yet the token got one burst (5) plus what 2/s refills
+        # while it lasted: the buckets are shared by the workers, not one per worker
+        time.sleep(0.2)  # let the log lines land
+        assert len(worker_pids(api.log_path, "GET /api/v1/hosts ")) == 2
+        assert codes.count(200) <= 5 + 2 * (elapsed + 0.5), (elapsed, codes)
         limited = [r for r in flood if r.status_code == 429]
         assert limited, codes
         for r in limited:
