@@ -82,8 +82,10 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+@functools.lru_cache(maxsize=65_536)
 def series_key(metric: str, host: str, tags: tuple[tuple[str, str], ...]) -> str:
-    """``measurement,tag=v,...`` with the tags sorted by key (influxd's own order)."""
+    """``measurement,tag=v,...`` with the tags sorted by key (influxd's own order); remembered,
+    as every batch of a host escapes the same series again."""
     pairs = sorted((("host", host), *tags))
     return escape_measurement(metric) + "".join(
         f",{escape_key(k)}={escape_tag_value(v)}" for k, v in pairs
