@@ -22,7 +22,7 @@ from typing import Protocol
 class Buckets(Protocol):
     """Where bucket states live: ``update`` applies a step to one key's (tokens, last)."""
 
-    def update(self, key: str, now: float, step: _Step) -> float: ...
+    def update(self, key: str, step: _Step) -> float: ...
 
 
 class _Step(Protocol):
@@ -37,7 +37,7 @@ class LocalBuckets:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def update(self, key: str, now: float, step: _Step) -> float:
+    def update(self, key: str, step: _Step) -> float:
         with self._lock:
             state, wait = step(self._buckets.get(key))
             if key not in self._buckets and len(self._buckets) >= self.max_keys:
@@ -69,7 +69,7 @@ class SharedBuckets:
         self._lockfile = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the table
         self._threads = threading.Lock()  # lockf is per process; threads queue here first
 
-    def update(self, key: str, now: float, step: _Step) -> float:
+    def update(self, key: str, step: _Step) -> float:
         digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
         start = int.from_bytes(digest[:8], "little") % self.slots
         size = self.SLOT.size
@@ -120,7 +120,7 @@ class RateLimiter:
                 return (tokens - 1.0, t), 0.0
             return (tokens, t), (1.0 - tokens) / self.rate
 
-        return self.buckets.update(key, t, step)
+        return self.buckets.update(key, step)
 
 
 def retry_after(wait: float) -> str:
