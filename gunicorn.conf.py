@@ -36,7 +36,7 @@ _shared: dict = {}
 
 def on_starting(server):
     """The master makes the per-token rate-limit buckets every worker shares."""
-    from app.ratelimit import SharedBuckets
+    from app.web.ratelimit import SharedBuckets
 
     _shared["buckets"] = SharedBuckets()
 

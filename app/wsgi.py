@@ -1,5 +1,5 @@
 """The WSGI entry point gunicorn loads (``app.wsgi:application``)."""
 
-from app import create_app
+from app.web import create_app
 
 application = create_app()

@@ -531,7 +531,7 @@ class RecordingProxy:
 
     def acked_samples(self) -> tuple[set[tuple[str, str, str, float]], int]:
         """Distinct (host, metric, tags, ts) acknowledged, and the sum of the 200s' accepted."""
-        from app.storage.sqldb import tags_json
+        from app.storage.registry import tags_json
 
         seen: set[tuple[str, str, str, float]] = set()
         accepted = 0

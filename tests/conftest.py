@@ -19,8 +19,8 @@ import orjson
 import pytest
 import requests
 
-from app import create_app, engine
-from app.storage.base import Batch
+from app.core.records import Batch
+from app.web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = [
@@ -275,14 +275,4 @@ def one_series_batch(
     ct = np.array([np.nan if carry is None else carry[0]])
     cv = np.array([np.nan if carry is None else carry[1]])
     t, v = np.asarray(ts, float), np.asarray(vals, float)
-    return Batch(
-        host=host,
-        keys=[(metric, tuple(sorted(tags)))],
-        units=[unit],
-        summaries=engine.summarize(sid, t, v, ct, cv),
-        latest_ts=t[-1:],
-        latest_val=v[-1:],
-        raw_sid=sid,
-        raw_ts=t,
-        raw_val=v,
-    )
+    return Batch(host, [(metric, tuple(sorted(tags)))], [unit], sid, t, v, ct, cv)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app import engine
+from app.core import engine, state
 
 T0 = 1_763_892_000  # a multiple of 30
 
@@ -212,14 +212,14 @@ def test_downsample_is_time_weighted_and_right_labelled():
 def apply(store: dict, s: engine.Summaries, hold=engine.DEFAULT_HOLD) -> None:
     """What a store does with a batch: merge with what it has for the same windows."""
     keys = list(zip(s.sid.tolist(), s.label.tolist(), strict=True))
-    _, states = engine.merge_into(s, {k: store[k] for k in keys if k in store}, hold)
+    _, states = state.merge_into(s, {k: store[k] for k in keys if k in store}, hold)
     store.update(zip(keys, states, strict=True))
 
 
 def finished(store: dict, hold=engine.DEFAULT_HOLD) -> dict:
     keys = sorted(store)
     s = engine.Summaries.from_rows(
-        [k[0] for k in keys], [k[1] for k in keys], [engine.collapse(store[k], hold) for k in keys]
+        [k[0] for k in keys], [k[1] for k in keys], [state.collapse(store[k], hold) for k in keys]
     )
     return as_dict(s, hold)
 

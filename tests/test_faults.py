@@ -246,7 +246,8 @@ def test_influxd_killed_and_restarted_mid_load(tmp_path: Path, influxd) -> None:
 
 def test_series_ids_of_a_rolled_back_transaction_are_not_reused(tmp_path: Path) -> None:
     """The disk-full bug, without a disk: a failed write must not leave its new ids cached."""
-    from app.storage.sqldb import REGISTRY_SCHEMA, Registry, SqliteDB
+    from app.storage.registry import REGISTRY_SCHEMA, Registry
+    from app.storage.sqldb import SqliteDB
 
     db = SqliteDB(str(tmp_path / "r.db"), REGISTRY_SCHEMA)
     reg = Registry(db)

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis import checks as st_checks
 
-from app import create_app
+from app.web import create_app
 from tests.conftest import ADMIN
 
 MAX_EXAMPLES = 30

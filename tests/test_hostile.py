@@ -153,7 +153,7 @@ def gzip_bomb(gib: int) -> bytes:
 
 BOMB_SCRIPT = """
 import resource, sys, tempfile
-from app import create_app
+from app.web import create_app
 d = tempfile.mkdtemp()
 app = create_app({"storage_url": f"sqlite:///{d}/b.db", "admin_token": "t", "jobs": False})
 c = app.test_client()

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from app.ingest import EnvelopeLoader
-from app.schemas import SamplesIn
+from app.ingest.envelope import EnvelopeLoader
+from app.ingest.schema import SamplesIn
 
 SCHEMA = SamplesIn()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 
-from app.jobs import JobRunner
-from app.meta import MetaStore
+from app.storage.meta import MetaStore
 from app.storage.sqlite import SqliteStore
+from app.web.jobs import JobRunner
 
 RET = {"raw": 0.0, "30s": 7 * 86400.0, "30m": 400 * 86400.0}
 

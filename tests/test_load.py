@@ -24,7 +24,7 @@ from bench.load import (
 )
 from tests.conftest import ADMIN, LiveApi, start_gunicorn, stop_gunicorn
 
-INFLUX_STORE = importlib.util.find_spec("app.storage.influxdb") is not None
+INFLUX_STORE = importlib.util.find_spec("app.storage.influxdb.store") is not None
 
 
 def check_zero_loss(res: dict, stored: dict, series: int) -> None:

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from app import create_app
-from app.ratelimit import LocalBuckets, RateLimiter, SharedBuckets, retry_after
+from app.web import create_app
+from app.web.ratelimit import LocalBuckets, RateLimiter, SharedBuckets, retry_after
 from tests.conftest import ADMIN, Client
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.settings import Settings, format_duration, parse_duration
+from app.core.durations import format_duration, parse_duration
+from app.web.settings import Settings
 
 
 @pytest.mark.parametrize(

@@ -15,27 +15,22 @@ import numpy as np
 import pytest
 import requests
 
-from app import create_app, engine
-from app.settings import Settings
-from app.storage import open_store
-from app.storage.base import Query, StorageUnavailable
-from app.storage.influx_proto import (
+from app.core import engine
+from app.core.errors import StorageUnavailable
+from app.core.records import Query
+from app.storage import Credentials, StoreOptions, open_store
+from app.storage.influxdb.layout import RP_30M, RP_30S, parse_url
+from app.storage.influxdb.protocol import (
     _escape_tag_raw,
     _parse_tag_value_1x,
     escape_tag_value,
     quote_literal,
     stored_tag_value,
 )
-from app.storage.influxdb import (
-    CQ_NAME,
-    RP_30M,
-    RP_30S,
-    InfluxStore,
-    _same_cq,
-    cq_select,
-    cq_statement,
-    parse_url,
-)
+from app.storage.influxdb.rollup import CQ_NAME, cq_select, cq_statement
+from app.storage.influxdb.rollup import same_cq as _same_cq
+from app.storage.influxdb.store import InfluxStore
+from app.web import create_app
 from tests.conftest import ADMIN, Client, now30
 from tests.conftest import one_series_batch as batch
 
@@ -44,13 +39,14 @@ pytestmark = pytest.mark.influx
 RET = {"raw": 0.0, "30s": 7 * 86400.0, "30m": 400 * 86400.0}
 
 
-def settings(url: str, tmp_path, **kw) -> Settings:
-    return Settings.from_env({}, storage_url=url, metadata_path=str(tmp_path / "meta.db"), **kw)
+def options(tmp_path, retention=RET, token: str = "", timeout: float = 5.0) -> StoreOptions:
+    """open_store's explicit options, as the app factory passes them from the settings."""
+    meta = str(tmp_path / "meta.db")
+    return StoreOptions(90.0, retention, meta, Credentials(token=token), timeout)
 
 
-def store_for(url: str, tmp_path, retention=RET, **kw) -> InfluxStore:
-    s = settings(url, tmp_path, **kw)
-    st = open_store(s) if retention is RET else InfluxStore(s, retention)
+def store_for(url: str, tmp_path, retention=RET, timeout: float = 5.0) -> InfluxStore:
+    st = open_store(url, options(tmp_path, retention, timeout=timeout))
     assert isinstance(st, InfluxStore)
     return st
 
@@ -60,7 +56,8 @@ def db_of(url: str) -> str:
 
 
 def points(store: InfluxStore, host: str, start, end, res="30s", metric="m.x"):
-    return store.query(Query(host, start, end, res, metric=metric))
+    """The windows of each series the read finds."""
+    return [sp.windows for sp in store.query(Query(host, start, end, res, metric=metric))]
 
 
 # ---- layout -------------------------------------------------------------------------------
@@ -230,8 +227,7 @@ def test_hostile_tag_values_and_units_round_trip(influxd, tmp_path):
 
 
 def _writer(url: str, meta: str, parts: list, host: str) -> None:
-    s = Settings.from_env({}, storage_url=url, metadata_path=meta)
-    store = open_store(s)
+    store = open_store(url, StoreOptions(90.0, RET, meta))
     for ts, vals, carry in parts:
         store.write(batch(host, ts, vals, carry))
 
@@ -348,7 +344,7 @@ def test_slow_influx_times_out_and_start_without_influx(tmp_path):
     th.start()
     try:
         port = srv.getsockname()[1]
-        store = store_for(f"influxdb://127.0.0.1:{port}/fp_slow", tmp_path, influxdb_timeout=0.5)
+        store = store_for(f"influxdb://127.0.0.1:{port}/fp_slow", tmp_path, timeout=0.5)
         for op in (store.ping, lambda: store.write(batch("h", [now30() + 1.0], [1.0]))):
             t = time.monotonic()
             with pytest.raises(StorageUnavailable):
@@ -363,7 +359,7 @@ def test_slow_influx_times_out_and_start_without_influx(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
-    store = store_for(f"influxdb://127.0.0.1:{dead}/fp_dead", tmp_path, influxdb_timeout=0.5)
+    store = store_for(f"influxdb://127.0.0.1:{dead}/fp_dead", tmp_path, timeout=0.5)
     with pytest.raises(StorageUnavailable):
         store.ping()
 
@@ -380,20 +376,6 @@ def test_write_checks_the_answer(influxd, tmp_path):
     r = requests.get(influxd.http_url + "/ping", timeout=5)
     assert r.status_code == 204
     store.close()
-
-
-def test_fresh_state_fields_equal_merge_into_states():
-    """The write fast path (nothing stored) packs exactly what merge_into's states pack."""
-    from app.storage.influxdb import _fresh_state_fields, _state_fields
-
-    t0 = 1_700_000_010.0
-    ts = np.array([t0 + 0.5, t0 + 7, t0 + 100, t0 + 101.25, t0 + 400])
-    v = np.array([1.0, -2.5, 3e300, 4.0, 5.0])
-    s = engine.summarize(np.zeros(5, np.int64), ts, v, np.array([t0 - 40]), np.array([9.0]))
-    _, states = engine.merge_into(s, {})
-    (h1, g1), (h2, g2) = _fresh_state_fields(s), _state_fields(states)
-    assert g1 == g2 and "" in g1
-    assert np.array_equal(np.array(h1), np.array(h2), equal_nan=True)
 
 
 # ---- InfluxDB 2.x: setup calls against a recording HTTP server (no 2.x server here) --------
@@ -491,13 +473,12 @@ class Recorder:
 
 def test_influxdb2_setup_buckets_dbrps_task_and_v1_data_path(tmp_path):
     pytest.importorskip("influxdb_client")
-    from app.storage.influx_v2 import Influx2Store, task_flux
+    from app.storage.influxdb.v2 import Influx2Store, task_flux
 
     rec = Recorder()
     try:
         url = f"influxdb2://127.0.0.1:{rec.port}/?org=acme&db=fleet"
-        s = settings(url, tmp_path, influxdb_token="tok-123")
-        store = open_store(s)
+        store = open_store(url, options(tmp_path, token="tok-123"))
         assert isinstance(store, Influx2Store) and store.db == "fleet"
         assert {n: b["retentionRules"][0]["everySeconds"] for n, b in rec.buckets.items()} == {
             "fleet/rp_30s": 7 * 86400,
@@ -516,7 +497,7 @@ def test_influxdb2_setup_buckets_dbrps_task_and_v1_data_path(tmp_path):
         # Idempotent; a changed retention patches the bucket, nothing is created twice.
         n_posts = sum(m == "POST" for m, *_ in rec.requests)
         ret = {**RET, "30s": 2 * 86400.0}
-        Influx2Store(settings(url, tmp_path, influxdb_token="tok-123"), ret).close()
+        Influx2Store(url, options(tmp_path, ret, token="tok-123")).close()
         assert sum(m == "POST" for m, *_ in rec.requests) == n_posts
         assert rec.buckets["fleet/rp_30s"]["retentionRules"][0]["everySeconds"] == 2 * 86400
         # The data path is the v1 one: /write?db=fleet&rp=rp_30s with the token header.
@@ -534,7 +515,7 @@ def test_influxdb2_setup_buckets_dbrps_task_and_v1_data_path(tmp_path):
 
 
 def test_flux_task_text():
-    from app.storage.influx_v2 import flux_string, task_flux
+    from app.storage.influxdb.v2 import flux_string, task_flux
 
     text = task_flux("fleet")
     assert 'from(bucket: "fleet/rp_30s")' in text and text.count('to(bucket: "fleet/rp_30m")') == 2

@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from app.settings import Settings
-from app.storage.base import Query
+from app.core.records import Query
 from app.storage.sqlite import SqliteStore
+from app.web.settings import Settings
 from tests.conftest import one_series_batch as batch
 
 RET = {"raw": 0.0, "30s": 7 * 86400.0, "30m": 400 * 86400.0}
@@ -89,9 +89,9 @@ def test_retention_per_series_kind(tmp_path):
     assert counts["expired"] > 0
     q = Query("h", 0, now + 60, "30s", metric="m.x")
     (sp,) = store.query(q)
-    assert sp.time.min() > now - 2 * 86400  # 30-s windows older than 2 days are gone
+    assert sp.windows.time.min() > now - 2 * 86400  # 30-s windows older than 2 days are gone
     (sp30m,) = store.query(Query("h", 0, now + 1800, "30m", metric="m.x"))
-    assert sp30m.time.min() <= old + 600  # the 30-minute series keeps 10 days
+    assert sp30m.windows.time.min() <= old + 600  # the 30-minute series keeps 10 days
     raw = con.execute("SELECT MIN(ts), COUNT(*) FROM raw").fetchone()
     assert raw[0] >= now - 3600 and raw[1] == 30  # raw kept 1 h
 
@@ -107,16 +107,16 @@ def test_settings_choose_the_store(tmp_path):
     from app.storage import open_store
 
     s = Settings.from_env({}, storage_url=f"sqlite:///{tmp_path}/x.db")
-    assert isinstance(open_store(s), SqliteStore)
+    assert isinstance(open_store(s.storage_url, s.store_options()), SqliteStore)
     with pytest.raises(ValueError, match="absolute"):
-        open_store(Settings.from_env({}, storage_url="sqlite://relative.db"))
+        open_store("sqlite://relative.db", s.store_options())
     with pytest.raises(ValueError, match="scheme"):
-        open_store(Settings.from_env({}, storage_url="postgres://x/y"))
+        open_store("postgres://x/y", s.store_options())
 
 
 def _open_at_once(path: str, meta: str, barrier, errors) -> None:
     """One gunicorn worker's boot: the store and the metadata file, opened at the same moment."""
-    from app.meta import MetaStore
+    from app.storage.meta import MetaStore
 
     barrier.wait()
     try:

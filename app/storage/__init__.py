@@ -1,24 +1,19 @@
-"""Storage is chosen once, in the app factory, from ``FLEETPULSE_STORAGE_URL``."""
+"""Storage: one write protocol (``base.Store``), the SQLite and InfluxDB backends, the series
+registry and the metadata store. Imports the core only, never ingest or web."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from app.settings import Settings
-from app.storage.base import StorageFull, StorageUnavailable, Store
+from app.storage.base import Store
+from app.storage.options import Credentials, StoreOptions
 
-__all__ = ["StorageFull", "StorageUnavailable", "Store", "open_store"]
+__all__ = ["Credentials", "Store", "StoreOptions", "open_store"]
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(url: str, options: StoreOptions) -> Store:
     """The store named by the URL's scheme: sqlite, influxdb (1.x protocol) or influxdb2."""
-    url = settings.storage_url
     scheme = urlsplit(url).scheme
-    retention = {
-        "raw": settings.raw_retention,
-        "30s": settings.retention_30s,
-        "30m": settings.retention_30m,
-    }
     if scheme == "sqlite":
         from app.storage.sqlite import SqliteStore
 
@@ -26,11 +21,15 @@ def open_store(settings: Settings) -> Store:
         if not path.startswith("/"):
             raise ValueError(f"FLEETPULSE_STORAGE_URL needs an absolute path: {url!r}")
         path = "/" + path.lstrip("/")  # sqlite:///abs and sqlite:////abs name the same file
-        return SqliteStore(path, settings.hold, retention)
-    if scheme in ("influxdb", "influxdb2"):
-        from app.storage.influxdb import open_influx
+        return SqliteStore(path, options.hold, options.retention)
+    if scheme == "influxdb":
+        from app.storage.influxdb.store import InfluxStore
 
-        return open_influx(settings, retention)
+        return InfluxStore(url, options)
+    if scheme == "influxdb2":
+        from app.storage.influxdb.v2 import Influx2Store
+
+        return Influx2Store(url, options)
     raise ValueError(
         f"FLEETPULSE_STORAGE_URL scheme {scheme!r} is not one of sqlite, influxdb, influxdb2"
     )

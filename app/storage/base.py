@@ -1,112 +1,101 @@
-"""The one small storage interface; ``sqlite`` and ``influxdb`` implement it."""
+"""The one write protocol; each backend implements only its primitives.
+
+A write, whatever the store: under the store's per-host write section, the series ids (created on
+first sight), the stored states of the windows the batch touches, the engine's merge and
+finish, the windows with covered time saved, optional raw samples, and each series' newest
+sample. The engine runs here, not at validation, so every wire format reaches the same path.
+"""
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from app.engine import Summaries
+from app.core import codec, engine, state
+from app.core.records import Batch, HostSummary, Query, SeriesPoints, SeriesState, Windows
+from app.storage.registry import Fresh, Registry
 
-
-class StorageUnavailable(Exception):
-    """The database cannot be reached or did not answer in time: the API answers 503."""
-
-
-class StorageFull(Exception):
-    """The database has no space left: the API answers 507 and stores nothing."""
-
-
-SeriesKey = tuple[str, tuple[tuple[str, str], ...]]  # (metric, sorted tag pairs)
+Stored = dict[tuple[int, int], state.State]  # (series index in the batch, label) -> state
 
 
 @dataclass(frozen=True)
-class Batch:
-    """A validated request, ready to store; ``summaries.sid`` indexes ``keys``."""
+class Rows:
+    """The windows one write saves: rows of ``merged`` with covered time, finished, encoded."""
 
-    host: str
-    keys: list[SeriesKey]
-    units: list[str | None]
-    summaries: Summaries
-    latest_ts: np.ndarray  # per key: the newest point's timestamp
-    latest_val: np.ndarray  # per key: the newest point's value
-    raw_sid: np.ndarray  # the points themselves, for the optional raw series
-    raw_ts: np.ndarray
-    raw_val: np.ndarray
-
-    @property
-    def samples(self) -> int:
-        """Points accepted (carries are not samples)."""
-        return len(self.raw_ts)
-
-
-@dataclass
-class SeriesPoints:
-    """One series' answer to a range read; columns in time order, ``time`` = right edge."""
-
-    metric: str
-    tags: dict[str, str]
-    unit: str | None
-    time: np.ndarray  # int64 epoch seconds (window right edge)
-    mean: np.ndarray
-    min: np.ndarray
-    max: np.ndarray
-    last: np.ndarray
-    count: np.ndarray
-    covered: np.ndarray
-    integral: np.ndarray
-
-
-@dataclass
-class HostSummary:
-    host: str
-    last_seen: float
-    series: int
-
-
-@dataclass
-class SeriesState:
-    """A series' newest sample: the "state table" row."""
-
-    metric: str
-    tags: dict[str, str]
-    unit: str | None
-    time: float
-    value: float
-
-
-@dataclass
-class Query:
-    """A range read. ``metric`` None = every metric; ``unit`` filters (energy uses ``W``)."""
-
-    host: str
-    start: float
-    end: float
-    resolution: str  # "30s" | "30m"
-    metric: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    unit: str | None = None
+    merged: engine.Summaries
+    windows: Windows
+    states: codec.EncodedStates
+    keep: np.ndarray  # indices into merged/windows/states
 
 
 class Store(abc.ABC):
-    """What the API needs from a database; chosen once in the app factory."""
+    """What the API needs from a database; ``write`` is the same for every backend."""
+
+    registry: Registry
+    hold: float
+    keep_raw: bool
+
+    def write(self, batch: Batch) -> int:
+        """Merge the batch's windows with stored state, atomically per host; windows written."""
+        summaries = engine.summarize(
+            batch.sid, batch.ts, batch.val, batch.carry_ts, batch.carry_val, self.hold
+        )
+        fresh: Fresh = {}
+        with self.write_section(batch.host) as tx:
+            with self.registry_tx(tx) as con:
+                ids, fresh = self.registry.ids(con, batch.host, batch.keys, batch.units)
+            stored = self.read_states(tx, batch, ids, summaries)
+            rows = self._merge(summaries, stored)
+            self.write_windows(tx, batch, ids, rows)
+            if self.keep_raw:
+                self.write_raw(tx, batch, ids)
+            last = batch.last_index()
+            with self.registry_tx(tx) as con:
+                self.registry.update_latest(
+                    con, ids, batch.ts[last].tolist(), batch.val[last].tolist()
+                )
+        self.registry.keep(fresh)  # only ids whose transaction committed
+        return len(rows.keep)
+
+    def _merge(self, s: engine.Summaries, stored: Stored) -> Rows:
+        if stored:
+            merged, states = state.merge_into(s, stored, self.hold)
+            encoded = codec.encode_states(states)
+        else:  # nothing stored (the usual case): each row's state is its own summary
+            merged, encoded = s, codec.encode_fresh(s)
+        w = engine.finalize(merged, self.hold)
+        return Rows(merged, w, encoded, np.flatnonzero(w.covered > 0))
+
+    # ---- primitives ------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def write(self, batch: Batch) -> int:
-        """Merge the batch's windows with stored state, atomically; return windows written."""
+    def write_section(self, host: str) -> contextlib.AbstractContextManager[Any]:
+        """Serialise writes of one host across workers; yields what the primitives share."""
+
+    @abc.abstractmethod
+    def registry_tx(self, tx: Any) -> contextlib.AbstractContextManager[Any]:
+        """A transaction on the registry's database, inside the write section."""
+
+    @abc.abstractmethod
+    def read_states(self, tx: Any, batch: Batch, ids: list[int], s: engine.Summaries) -> Stored:
+        """The stored states of the windows ``s`` touches (only those that may exist)."""
+
+    @abc.abstractmethod
+    def write_windows(self, tx: Any, batch: Batch, ids: list[int], rows: Rows) -> None:
+        """Save ``rows.keep`` of the finished windows with their states."""
+
+    @abc.abstractmethod
+    def write_raw(self, tx: Any, batch: Batch, ids: list[int]) -> None:
+        """Save the raw samples (only called when raw retention is on)."""
 
     @abc.abstractmethod
     def query(self, q: Query) -> list[SeriesPoints]:
-        """Series of ``q.host`` matching the query, with points whose label is in (start, end]."""
-
-    @abc.abstractmethod
-    def hosts(self) -> list[HostSummary]:
-        """Every host that ever wrote, with its newest sample time and series count."""
-
-    @abc.abstractmethod
-    def host_state(self, host: str) -> list[SeriesState] | None:
-        """The newest sample of each series of the host; None if the host never wrote."""
+        """Series of ``q.host`` matching the query, with windows labelled in (start, end]."""
 
     @abc.abstractmethod
     def ping(self) -> None:
@@ -114,9 +103,49 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def run_jobs(self, now: float) -> dict[str, int]:
-        """Downsample the last hour to 30-minute windows and enforce retention (where the
-        database does not do it itself); return counts for the log."""
+        """Downsample to 30-minute windows and enforce retention where the database does not;
+        return counts for the log."""
 
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+    # ---- reads every store answers from the registry ---------------------------------------
+
+    def hosts(self) -> list[HostSummary]:
+        """Every host that ever wrote, with its newest sample time and series count."""
+        return [HostSummary(h, ts, n) for h, ts, n in self.registry.hosts() if ts is not None]
+
+    def host_state(self, host: str) -> list[SeriesState] | None:
+        """The newest sample of each series of the host; None if the host never wrote."""
+        rows = self.registry.state(host)
+        return [SeriesState(*r) for r in rows] if rows else None
+
+
+def series_bounds(s: engine.Summaries, n_keys: int) -> np.ndarray:
+    """Row ranges of each series in ``s``: rows of key k are ``bounds[k]:bounds[k + 1]``."""
+    return np.searchsorted(s.sid, np.arange(n_keys + 1))
+
+
+def windows_from_rows(rows: list[tuple], width: int = 0) -> Windows:
+    """Windows from rows (time, mean, min, max, last, count, covered, integral); ``width`` is
+    added to the stored time (InfluxDB stamps window starts)."""
+    a = np.array([[np.nan if x is None else x for x in r] for r in rows], dtype=np.float64).reshape(
+        -1, 8
+    )
+    return Windows(
+        a[:, 0].astype(np.int64) + width,
+        a[:, 1],
+        a[:, 2],
+        a[:, 3],
+        a[:, 4],
+        a[:, 5].astype(np.int64),
+        a[:, 6],
+        a[:, 7],
+    )
+
+
+@contextlib.contextmanager
+def nothing() -> Iterator[None]:
+    """A section with nothing to hold (for primitives that need no shared context)."""
+    yield None

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import sqlite3
+from collections.abc import Iterator
 
 import numpy as np
 
-from app import engine
-from app.storage.base import (
-    Batch,
-    Query,
-    SeriesPoints,
-    Store,
-)
-from app.storage.sqldb import REGISTRY_SCHEMA, Registry, RegistryReads, SqliteDB
+from app.core import codec, engine
+from app.core.records import Batch, Query, SeriesPoints
+from app.storage.base import Rows, Store, Stored, series_bounds, windows_from_rows
+from app.storage.registry import REGISTRY_SCHEMA, Registry
+from app.storage.sqldb import SqliteDB
 
 log = logging.getLogger(__name__)
 
@@ -43,26 +43,11 @@ CREATE TABLE IF NOT EXISTS raw (
 """
 )
 
-SEG_WIDTH = 9  # Summary fields without the head
 POINT_COLS = "t, mean, min, max, last, count, covered, integral"
 CHUNK = 500
 
 
-def pack_segs(segs: tuple[engine.Summary, ...]) -> bytes:
-    """Segments as little-endian float64 rows: compact, exact, no parsing cost."""
-    return np.array([s[:SEG_WIDTH] for s in segs], dtype="<f8").tobytes()
-
-
-def unpack_state(prev_ts: float | None, prev_val: float | None, blob: bytes) -> engine.State:
-    arr = np.frombuffer(blob, dtype="<f8").reshape(-1, SEG_WIDTH)
-    segs = tuple(engine.Summary(int(r[0]), *map(float, r[1:]), 0.0, 0.0) for r in arr)
-    nan = math.nan
-    return engine.State(
-        nan if prev_ts is None else prev_ts, nan if prev_val is None else prev_val, segs
-    )
-
-
-class SqliteStore(RegistryReads, Store):
+class SqliteStore(Store):
     """Windows, their mergeable state, the 30-minute series and optional raw samples."""
 
     def __init__(self, path: str, hold: float, retention: dict[str, float]) -> None:
@@ -70,63 +55,72 @@ class SqliteStore(RegistryReads, Store):
         self.registry = Registry(self.db)
         self.hold = hold
         self.retention = retention  # keys: raw, 30s, 30m (seconds; raw 0 = not kept)
+        self.keep_raw = retention.get("raw", 0) > 0
 
-    def write(self, batch: Batch) -> int:
-        s = batch.summaries
-        bounds = np.searchsorted(s.sid, np.arange(len(batch.keys) + 1))
+    @contextlib.contextmanager
+    def write_section(self, host: str) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: concurrent workers never interleave a read-merge-write."""
         with self.db.tx() as con:
-            ids, fresh = self.registry.ids(con, batch.host, batch.keys, batch.units)
-            stored: dict[tuple[int, int], engine.State] = {}
-            for k, sid in enumerate(ids):
-                a, b = bounds[k], bounds[k + 1]
-                if a == b:
-                    continue
-                rows = con.execute(
-                    "SELECT t, prev_ts, prev_val, segs FROM w30 "
-                    "WHERE series_id=? AND t BETWEEN ? AND ?",
-                    (sid, int(s.label[a]), int(s.label[b - 1])),
-                ).fetchall()
-                for t, pts, pv, blob in rows:
-                    stored[(k, t)] = unpack_state(pts, pv, blob)
-            merged, states = engine.merge_into(s, stored, self.hold)
-            w = engine.finalize(merged, self.hold)
-            keep = np.flatnonzero(w.covered > 0)
-            sids = np.asarray(ids, dtype=np.int64)[merged.sid]
-            con.executemany(
-                "INSERT OR REPLACE INTO w30 VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        int(sids[i]),
-                        int(merged.label[i]),
-                        float(w.mean[i]),
-                        float(w.min[i]),
-                        float(w.max[i]),
-                        float(w.last[i]),
-                        int(w.count[i]),
-                        float(w.covered[i]),
-                        float(w.integral[i]),
-                        None if math.isnan(states[i].prev_ts) else states[i].prev_ts,
-                        None if math.isnan(states[i].prev_val) else states[i].prev_val,
-                        pack_segs(states[i].segs),
-                    )
-                    for i in keep.tolist()
-                ],
-            )
-            if self.retention.get("raw", 0) > 0:
-                con.executemany(
-                    "INSERT OR IGNORE INTO raw VALUES (?,?,?)",
-                    zip(
-                        np.asarray(ids, dtype=np.int64)[batch.raw_sid].tolist(),
-                        batch.raw_ts.tolist(),
-                        batch.raw_val.tolist(),
-                        strict=True,
-                    ),
+            yield con
+
+    @contextlib.contextmanager
+    def registry_tx(self, tx: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        yield tx  # the registry lives in the same file: the write's own transaction
+
+    def read_states(
+        self, tx: sqlite3.Connection, batch: Batch, ids: list[int], s: engine.Summaries
+    ) -> Stored:
+        bounds = series_bounds(s, len(batch.keys))
+        stored: Stored = {}
+        for k, sid in enumerate(ids):
+            a, b = bounds[k], bounds[k + 1]
+            if a == b:
+                continue
+            rows = tx.execute(
+                "SELECT t, prev_ts, prev_val, segs FROM w30 "
+                "WHERE series_id=? AND t BETWEEN ? AND ?",
+                (sid, int(s.label[a]), int(s.label[b - 1])),
+            ).fetchall()
+            for t, pts, pv, blob in rows:
+                stored[(k, t)] = codec.unpack_state(pts, pv, blob)
+        return stored
+
+    def write_windows(
+        self, tx: sqlite3.Connection, batch: Batch, ids: list[int], rows: Rows
+    ) -> None:
+        w, st = rows.windows, rows.states
+        sids = np.asarray(ids, dtype=np.int64)[rows.merged.sid]
+        tx.executemany(
+            "INSERT OR REPLACE INTO w30 VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    int(sids[i]),
+                    int(w.time[i]),
+                    float(w.mean[i]),
+                    float(w.min[i]),
+                    float(w.max[i]),
+                    float(w.last[i]),
+                    int(w.count[i]),
+                    float(w.covered[i]),
+                    float(w.integral[i]),
+                    None if math.isnan(st.prev_ts[i]) else st.prev_ts[i],
+                    None if math.isnan(st.prev_val[i]) else st.prev_val[i],
+                    st.segs[i],
                 )
-            self.registry.update_latest(
-                con, ids, batch.latest_ts.tolist(), batch.latest_val.tolist()
-            )
-        self.registry.keep(fresh)  # only ids whose transaction committed
-        return len(keep)
+                for i in rows.keep.tolist()
+            ],
+        )
+
+    def write_raw(self, tx: sqlite3.Connection, batch: Batch, ids: list[int]) -> None:
+        tx.executemany(
+            "INSERT OR IGNORE INTO raw VALUES (?,?,?)",
+            zip(
+                np.asarray(ids, dtype=np.int64)[batch.sid].tolist(),
+                batch.ts.tolist(),
+                batch.val.tolist(),
+                strict=True,
+            ),
+        )
 
     def query(self, q: Query) -> list[SeriesPoints]:
         table = "w30" if q.resolution == "30s" else "w30m"
@@ -136,18 +130,7 @@ class SqliteStore(RegistryReads, Store):
                 f"SELECT {POINT_COLS} FROM {table} WHERE series_id=? AND t>? AND t<=? ORDER BY t",
                 (sid, q.start, q.end),
             )
-            cols = list(zip(*rows, strict=True)) if rows else [()] * 8
-            out.append(
-                SeriesPoints(
-                    metric,
-                    tags,
-                    unit,
-                    np.asarray(cols[0], dtype=np.int64),
-                    *(np.asarray(c, dtype=np.float64) for c in cols[1:5]),
-                    np.asarray(cols[5], dtype=np.int64),
-                    *(np.asarray(c, dtype=np.float64) for c in cols[6:]),
-                )
-            )
+            out.append(SeriesPoints(metric, tags, unit, windows_from_rows(rows)))
         return out
 
     def ping(self) -> None:

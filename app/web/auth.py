@@ -1,4 +1,5 @@
-"""Bearer tokens and roles: agent (one host, write), reader (read), admin (everything)."""
+"""Who is calling (bearer tokens) and what they may do (roles: agent writes its own host,
+reader reads, admin does everything). Rate limiting is its own decorator (``limits``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from typing import Any
 
 from flask import current_app, g, request
 
-from app.errors import ApiError
-from app.meta import MetaStore, Principal
-from app.ratelimit import retry_after
+from app.storage.meta import MetaStore, Principal
+from app.web.errors import ApiError
 
 ENV_ADMIN = Principal("env-admin", "admin", None)
 
@@ -56,14 +56,6 @@ def require(*roles: str) -> Callable:
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             p = current_principal()
-            wait = current_app.extensions["fleetpulse"].limiter.acquire(p.id)
-            if wait > 0:
-                raise ApiError(
-                    429,
-                    "too many requests for this token",
-                    {"Authorization": [f"rate limit exceeded; retry in {wait:.1f} s"]},
-                    {"Retry-After": retry_after(wait)},
-                )
             if p.role != "admin" and p.role not in roles:
                 raise ApiError(
                     403,

@@ -8,8 +8,8 @@ import orjson
 from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException
 
-from app.ingest import Invalid, TooLarge
-from app.storage.base import StorageFull, StorageUnavailable
+from app.core.errors import Invalid, StorageFull, StorageUnavailable, TooLarge
+from app.ingest.schema import flatten_errors
 
 log = logging.getLogger("fleetpulse.errors")
 
@@ -65,8 +65,6 @@ def handle(e: Exception) -> Response:
         details = {}
         data = getattr(e, "data", None)  # webargs/flask-smorest put parser messages here
         if data and "messages" in data:
-            from app.schemas import flatten_errors
-
             msgs = data["messages"]
             if len(msgs) == 1 and isinstance(next(iter(msgs.values())), dict):
                 msgs = next(iter(msgs.values()))  # drop the "query"/"json" location level
@@ -85,4 +83,5 @@ def handle(e: Exception) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    """Every exception, the app's own and Flask's, answers through ``handle``."""
     app.register_error_handler(Exception, handle)

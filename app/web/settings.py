@@ -1,32 +1,15 @@
-"""Every server setting, read in one place from ``FLEETPULSE_*`` variables (and ``.env``)."""
+"""Every server setting, read in one place from ``FLEETPULSE_*`` variables (and a ``.env`` file)."""
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from ``2h``/``7d``/``400d`` style text, so retentions read like InfluxDB's."""
-    m = _DURATION.match(str(text))
-    if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 2h, 7d, 400d)")
-    return float(m.group(1)) * _UNIT[m.group(2)]
-
-
-def format_duration(seconds: float) -> str:
-    """InfluxDB-style duration text (``168h``) for retention policies."""
-    s = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s % size == 0 and s >= size:
-            return f"{s // size * (24 if unit == 'd' else 1)}{'h' if unit == 'd' else unit}"
-    return f"{s}s"
+from app.core.durations import parse_duration
+from app.ingest import Limits
+from app.storage import Credentials, StoreOptions
 
 
 @dataclass(frozen=True)
@@ -55,10 +38,16 @@ class Settings:
     log_level: str = "INFO"  # FLEETPULSE_LOG_LEVEL
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build from the environment (plus ``./.env``), then apply explicit overrides."""
+    def from_env(
+        cls,
+        env: dict[str, str] | None = None,
+        dotenv: Path | None = Path(".env"),
+        **overrides: Any,
+    ) -> Settings:
+        """Build from ``env`` (default: the environment) plus the ``dotenv`` file (the contract's
+        ``.env``, relative to the working directory; None: none), then explicit overrides."""
         env = dict(os.environ if env is None else env)
-        for k, v in _read_dotenv(Path(".env")).items():
+        for k, v in (_read_dotenv(dotenv) if dotenv is not None else {}).items():
             env.setdefault(k, v)
         kw: dict[str, Any] = {}
         names = {
@@ -93,6 +82,32 @@ class Settings:
             else:
                 meta = str(Path("var").absolute() / "metadata.db")
         return replace(self, storage_url=url, metadata_path=meta)
+
+    def retention(self) -> dict[str, float]:
+        """Seconds each series kind is kept, as the stores take it."""
+        return {"raw": self.raw_retention, "30s": self.retention_30s, "30m": self.retention_30m}
+
+    def store_options(self) -> StoreOptions:
+        """What ``open_store`` takes, from these settings."""
+        return StoreOptions(
+            hold=self.hold,
+            retention=self.retention(),
+            metadata_path=self.metadata_path,
+            credentials=Credentials(
+                self.influxdb_token, self.influxdb_username, self.influxdb_password
+            ),
+            timeout=self.influxdb_timeout,
+        )
+
+    def limits(self) -> Limits:
+        """What the wire decoders enforce."""
+        return Limits(
+            max_body_bytes=self.max_body_bytes,
+            max_points=self.max_points,
+            retention_30s=self.retention_30s,
+            future_slack=self.future_slack,
+            hold=self.hold,
+        )
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:

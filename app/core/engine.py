@@ -19,11 +19,12 @@ the part *before* the first in-window sample depends on other batches, and that 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+
+from app.core.records import Windows
 
 WINDOW = 30
 WINDOW_30M = 1800
@@ -99,19 +100,6 @@ class Summaries:
             np.asarray(cols[0], dtype=np.int64),
             *(np.asarray(c, dtype=np.float64) for c in cols[1:]),
         )
-
-
-@dataclass(frozen=True)
-class Windows:
-    """Finished 30-second points for storage and reads (energy_wh = integral / 3600 for W)."""
-
-    mean: np.ndarray
-    min: np.ndarray
-    max: np.ndarray
-    last: np.ndarray
-    count: np.ndarray
-    covered: np.ndarray
-    integral: np.ndarray
 
 
 def summarize(
@@ -263,6 +251,7 @@ def finalize(s: Summaries, hold: float = DEFAULT_HOLD) -> Windows:
         mean = np.where(covered > 0, integral / covered, np.nan)
     head_val = np.where(head > 0, s.prev_val, np.nan)
     return Windows(
+        time=s.label.copy(),
         mean=mean,
         min=np.fmin(s.vmin, head_val),
         max=np.fmax(s.vmax, head_val),
@@ -271,96 +260,6 @@ def finalize(s: Summaries, hold: float = DEFAULT_HOLD) -> Windows:
         covered=covered,
         integral=integral,
     )
-
-
-class State(NamedTuple):
-    """A window's stored, mergeable state: the head and the disjoint segments, in time order.
-
-    Each segment is the summary of one batch's points inside the window (its ``prev_*`` zeroed).
-    Gaps between segments are filled only when finishing, so pieces may arrive in any order.
-    """
-
-    prev_ts: float
-    prev_val: float
-    segs: tuple[Summary, ...]
-
-
-def state_of(row: Summary) -> State:
-    """The state a single batch leaves in a window."""
-    seg = (row._replace(prev_ts=0.0, prev_val=0.0),) if row.n > 0 else ()
-    return State(row.prev_ts, row.prev_val, seg)
-
-
-def merge(a: State, b: State) -> State:
-    """Combine two states of one window: commutative, associative and idempotent."""
-    heads = [(s.prev_ts, s.prev_val) for s in (a, b) if not math.isnan(s.prev_ts)]
-    prev_ts, prev_val = max(heads) if heads else (math.nan, math.nan)
-    segs: list[Summary] = []
-    for seg in sorted(set(a.segs) | set(b.segs), key=_seg_rank, reverse=True):
-        # Overlapping spans that are not the same segment come from samples re-chunked
-        # differently; summaries cannot reconcile them, so the fuller one wins, deterministically.
-        if all(seg.last_ts < o.first_ts or o.last_ts < seg.first_ts for o in segs):
-            segs.append(seg)
-    return State(prev_ts, prev_val, tuple(sorted(segs, key=lambda s: s.first_ts)))
-
-
-def _seg_rank(s: Summary) -> tuple:
-    return (s.n, s.last_ts - s.first_ts, *s)
-
-
-def collapse(state: State, hold: float = DEFAULT_HOLD) -> Summary:
-    """One summary for ``finalize``: segments joined, each gap held by the earlier last value."""
-    if not state.segs:
-        nan = math.nan
-        return Summary(0, nan, nan, nan, nan, 0.0, 0.0, nan, nan, state.prev_ts, state.prev_val)
-    lo = state.segs[0]
-    n, inner_int, inner_cov = lo.n, lo.inner_int, lo.inner_cov
-    vmin, vmax = lo.vmin, lo.vmax
-    for hi in state.segs[1:]:
-        gap = min(hi.first_ts - lo.last_ts, hold)
-        n += hi.n
-        inner_int += lo.last_val * gap + hi.inner_int
-        inner_cov += gap + hi.inner_cov
-        vmin, vmax = min(vmin, hi.vmin), max(vmax, hi.vmax)
-        lo = hi
-    first = state.segs[0]
-    return Summary(
-        n,
-        first.first_ts,
-        first.first_val,
-        lo.last_ts,
-        lo.last_val,
-        inner_int,
-        inner_cov,
-        vmin,
-        vmax,
-        state.prev_ts,
-        state.prev_val,
-    )
-
-
-def merge_into(
-    new: Summaries, stored: dict[tuple[int, int], State], hold: float = DEFAULT_HOLD
-) -> tuple[Summaries, list[State]]:
-    """Merge a batch with the stored states of the same (series, label) keys.
-
-    Returns the collapsed summaries to finalize (same row order as ``new``) and the state to
-    store for every row.
-    """
-    states = []
-    rows = []
-    for i in range(len(new)):
-        row = new.row(i)
-        st = state_of(row)
-        old = stored.get((int(new.sid[i]), int(new.label[i])))
-        if old is not None:
-            st = merge(old, st)
-            row = collapse(st, hold)
-        states.append(st)
-        rows.append(row)
-    if not stored:
-        return new, states
-    return Summaries.from_rows(new.sid.tolist(), new.label.tolist(), rows), states
 
 
 def downsample(

@@ -3,16 +3,18 @@ DBRP mappings), set up with the ``influxdb-client`` package: buckets with retent
 DBRP mappings, and a Flux task for the 30-minute series (InfluxQL on 2.x cannot CREATE).
 
 Not tested against a real 2.x server (none can run here): the setup calls are tested against
-a recording HTTP server, the Flux text by inspection. See deploy/DESIGN-influxdb.md.
+a recording HTTP server, the Flux text by inspection. See DESIGN.md (The InfluxDB store).
 """
 
 from __future__ import annotations
 
 import logging
 
-from app.settings import Settings
-from app.storage.base import StorageUnavailable
-from app.storage.influxdb import RP_30M, RP_30S, RP_RAW, InfluxStore, parse_url
+from app.core.errors import StorageUnavailable
+from app.storage.influxdb.layout import RP_30M, RP_30S, parse_url
+from app.storage.influxdb.setup import wanted_policies
+from app.storage.influxdb.store import InfluxStore
+from app.storage.options import StoreOptions
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +77,16 @@ union(tables: [integral, covered])
 class Influx2Store(InfluxStore):
     """``influxdb2://HOST:PORT/?org=ORG[&db=fleetpulse][&ssl=true]``: 2.x setup, 1.x data path."""
 
-    def __init__(self, settings: Settings, retention: dict[str, float]) -> None:
-        base, _, opts = parse_url(settings.storage_url)
+    def __init__(self, url: str, options: StoreOptions) -> None:
+        base, _, opts = parse_url(url)
         self.org_name = opts.get("org", "")
         if not self.org_name:
             raise ValueError("influxdb2:// needs ?org=ORG (the 2.x organization)")
-        if not settings.influxdb_token:
+        if not options.credentials.token:
             raise ValueError("influxdb2:// needs FLEETPULSE_INFLUXDB_TOKEN (an all-access token)")
         self.base_url = base
-        self.token = settings.influxdb_token
-        super().__init__(settings, retention)
+        self.token = options.credentials.token
+        super().__init__(url, options)
 
     def ensure_schema(self) -> None:
         """Buckets (retention rules kept in step with the settings), DBRP mappings, the task."""
@@ -122,10 +124,7 @@ class Influx2Store(InfluxStore):
         org = orgs[0]
         buckets_api = client.buckets_api()
         dbrps = DBRPsService(client.api_client)
-        wanted = [(RP_30S, "30s", True), (RP_30M, "30m", False)]
-        if self.keep_raw:
-            wanted.append((RP_RAW, "raw", False))
-        for rp, kind, default in wanted:
+        for rp, kind, default in wanted_policies(self.keep_raw):
             name = bucket_name(self.db, rp)
             secs = int(self.retention.get(kind, 0.0))
             rules = [BucketRetentionRules(type="expire", every_seconds=secs)] if secs else []

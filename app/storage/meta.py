@@ -1,4 +1,4 @@
-"""The embedded metadata store: API tokens (hashed) and job leases, in SQLite."""
+"""The metadata store: API tokens (hashed) and job leases, in SQLite."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from urllib.parse import urlencode, urlsplit
 import orjson
 import urllib3
 
-from app.storage.base import StorageUnavailable
+from app.core.errors import StorageUnavailable
 
 GZIP_MIN_BYTES = 64 * 1024  # below this, compressing costs more CPU than loopback bandwidth
 SUBSTITUTE_BACKSLASH = "\u29f5"  # REVERSE SOLIDUS OPERATOR, for tag values 1.x cannot carry

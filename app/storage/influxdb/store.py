@@ -1,0 +1,273 @@
+"""The InfluxDB store: the write primitives and range reads over the 1.x HTTP protocol
+(/write, InfluxQL /query), which 1.x, 2.x and 3.x all serve. See ``layout`` for the layout.
+
+The series registry, the host list and each series' newest sample live in the metadata SQLite
+file (``Registry``), exactly as in the SQLite store, so those reads are identical and fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import math
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from app.core import codec, engine
+from app.core.errors import StorageUnavailable
+from app.core.records import Batch, Query, SeriesPoints
+from app.storage.base import Rows, Store, Stored, series_bounds, windows_from_rows
+from app.storage.influxdb.layout import (
+    POINT_FIELDS,
+    RP_30M,
+    RP_30S,
+    RP_RAW,
+    parse_url,
+    tag_key,
+    to_ns,
+)
+from app.storage.influxdb.locks import HostLocks
+from app.storage.influxdb.protocol import (
+    InfluxHTTP,
+    escape_string_field,
+    fmt_float,
+    quote_ident,
+    quote_literal,
+    series_key,
+    stored_tag_value,
+)
+from app.storage.influxdb.rollup import cq_select
+from app.storage.influxdb.setup import clamp_duration, ensure_1x
+from app.storage.options import StoreOptions
+from app.storage.registry import REGISTRY_SCHEMA, Registry
+from app.storage.sqldb import SqliteDB
+
+log = logging.getLogger(__name__)
+
+# Per series: the newest window label ever *attempted* (bumped before each write). A batch
+# whose windows all lie after it cannot have stored merge state, so it skips the read.
+HWM_TABLE = (
+    "CREATE TABLE IF NOT EXISTS influx_hwm (series_id INTEGER PRIMARY KEY, label INTEGER NOT NULL);"
+)
+
+
+class InfluxStore(Store):
+    """The 1.x protocol store; ``v2.Influx2Store`` reuses it with another setup."""
+
+    def __init__(self, url: str, options: StoreOptions) -> None:
+        base, self.db, self.options = parse_url(url)
+        self.hold = options.hold
+        self.timeout = options.timeout
+        self.retention = {k: clamp_duration(k, v) for k, v in options.retention.items()}
+        self.keep_raw = options.retention.get("raw", 0) > 0
+        c = options.credentials
+        self.http = InfluxHTTP(base, options.timeout, c.token, c.username, c.password)
+        self.meta = SqliteDB(options.metadata_path, REGISTRY_SCHEMA + HWM_TABLE)
+        self.registry = Registry(self.meta)
+        self.locks = HostLocks(Path(options.metadata_path).parent / "influx-locks")
+        self._ready = False
+        try:
+            self.ensure_schema()
+        except StorageUnavailable as e:  # start anyway: /readyz says 503, setup retries later
+            log.warning("influxdb not reachable at start, will retry: %s", e)
+
+    def ensure_schema(self) -> None:
+        """The database, retention policies and CQ, created or brought in step."""
+        ensure_1x(self.http, self.db, self.retention, self.keep_raw)
+        self._ready = True
+
+    def _check_ready(self) -> None:
+        if not self._ready:
+            self.ensure_schema()
+
+    # ---- write primitives ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write_section(self, host: str) -> Iterator[None]:
+        """One deadline for every call of the write, and the host's lock across workers."""
+        with self.http.budget():
+            self._check_ready()
+            slot = self.locks.acquire(host, self.http.remaining())
+            try:
+                yield None
+            finally:
+                self.locks.release(slot)
+
+    def registry_tx(self, tx: None) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return self.meta.tx()
+
+    def read_states(self, tx: None, batch: Batch, ids: list[int], s: engine.Summaries) -> Stored:
+        bounds = series_bounds(s, len(batch.keys))
+        with self.meta.tx() as con:
+            need = self._bump_hwm(con, ids, s, bounds)
+        return self._query_states(batch, s, bounds, need) if need else {}
+
+    def _bump_hwm(
+        self, con: sqlite3.Connection, ids: list[int], s: engine.Summaries, bounds: np.ndarray
+    ) -> list[int]:
+        """Raise each series' attempted-label mark; return the keys that may have stored state."""
+        uniq = list(set(ids))
+        old: dict[int, int] = {}
+        for c in range(0, len(uniq), 500):
+            part = uniq[c : c + 500]
+            rows = con.execute(
+                f"SELECT series_id, label FROM influx_hwm WHERE series_id IN "
+                f"({','.join('?' * len(part))})",
+                part,
+            ).fetchall()
+            old.update(rows)
+        need, new = [], {}
+        for k, sid in enumerate(ids):
+            a, b = bounds[k], bounds[k + 1]
+            if a == b:
+                continue
+            lo, hi = int(s.label[a]), int(s.label[b - 1])
+            prev = old.get(sid)
+            if prev is not None and lo <= prev:
+                need.append(k)
+            if prev is None or hi > prev:
+                new[sid] = max(hi, new.get(sid, hi))
+        if new:
+            con.executemany(
+                "INSERT INTO influx_hwm (series_id, label) VALUES (?, ?) "
+                "ON CONFLICT(series_id) DO UPDATE SET label=max(label, excluded.label)",
+                list(new.items()),
+            )
+        return need
+
+    def _query_states(
+        self, batch: Batch, s: engine.Summaries, bounds: np.ndarray, need: list[int]
+    ) -> Stored:
+        """One /query, one statement per metric (GROUP BY * and exact tag matching here, so no
+        tag value goes into InfluxQL)."""
+        by_metric: dict[str, dict[tuple, int]] = defaultdict(dict)
+        span: dict[str, list[int]] = {}
+        for k in need:
+            metric, tags = batch.keys[k]
+            by_metric[metric][tuple((t, stored_tag_value(v)) for t, v in tags)] = k
+            lo, hi = int(s.label[bounds[k]]), int(s.label[bounds[k + 1] - 1])
+            cur = span.setdefault(metric, [lo, hi])
+            cur[0], cur[1] = min(cur[0], lo), max(cur[1], hi)
+        metrics = list(by_metric)
+        host = quote_literal(batch.host)
+        stmts = [
+            f'SELECT "prev_ts"::field, "prev_val"::field, "segs"::field '
+            f'FROM {quote_ident(RP_30S)}.{quote_ident(m)} WHERE "host"::tag = {host} '
+            f"AND time >= {span[m][0] - engine.WINDOW}s AND time <= {span[m][1] - engine.WINDOW}s "
+            f"GROUP BY *"
+            for m in metrics
+        ]
+        stored: Stored = {}
+        for metric, res in zip(metrics, self.http.query(stmts, db=self.db), strict=True):
+            for series in res.get("series", []):
+                k = by_metric[metric].get(tag_key(series.get("tags") or {}))
+                if k is None:
+                    continue
+                for t, pts, pv, segs in series["values"]:
+                    blob = base64.b64decode(segs) if segs else b""
+                    stored[(k, int(t) + engine.WINDOW)] = codec.unpack_state(pts, pv, blob)
+        return stored
+
+    def write_windows(self, tx: None, batch: Batch, ids: list[int], rows: Rows) -> None:
+        body = self._lines(batch, rows)
+        if body:
+            self.http.write(body, self.db, RP_30S, "s")
+
+    def _lines(self, batch: Batch, rows: Rows) -> bytes:
+        """One line per window with covered > 0, in the fixed field layout."""
+        prefix = []
+        for (metric, tags), unit in zip(batch.keys, batch.units, strict=True):
+            extra = "" if unit is None else f",unit={escape_string_field(unit)}"
+            prefix.append((series_key(metric, batch.host, tags) + " ", extra, unit == "W"))
+        w, st = rows.windows, rows.states
+        cols = [c.tolist() for c in (w.mean, w.min, w.max, w.last, w.covered, w.integral)]
+        count, label, sid = w.count.tolist(), w.time.tolist(), rows.merged.sid.tolist()
+        out = []
+        for i in rows.keep.tolist():
+            key, unit_field, watts = prefix[sid[i]]
+            mean, vmin, vmax, last, covered, integral = (c[i] for c in cols)
+            fields = (
+                f"mean={fmt_float(mean)},min={fmt_float(vmin)},max={fmt_float(vmax)},"
+                f"last={fmt_float(last)},count={count[i]}i,covered={fmt_float(covered)},"
+                f"integral={fmt_float(integral)}"
+            )
+            if watts:
+                fields += f",energy_wh={fmt_float(integral / 3600.0)}"
+            if not math.isnan(st.prev_ts[i]):
+                fields += (
+                    f",prev_ts={fmt_float(st.prev_ts[i])},prev_val={fmt_float(st.prev_val[i])}"
+                )
+            segs = base64.b64encode(st.segs[i]).decode()
+            out.append(f'{key}{fields}{unit_field},segs="{segs}" {label[i] - engine.WINDOW}\n')
+        return "".join(out).encode()
+
+    def write_raw(self, tx: None, batch: Batch, ids: list[int]) -> None:
+        keys = [series_key(m, batch.host, tags) for m, tags in batch.keys]
+        body = "".join(
+            f"{keys[k]} value={fmt_float(v)} {to_ns(t)}\n"
+            for k, t, v in zip(
+                batch.sid.tolist(), batch.ts.tolist(), batch.val.tolist(), strict=True
+            )
+        ).encode()
+        self.http.write(body, self.db, RP_RAW, "ns")
+
+    # ---- reads and jobs --------------------------------------------------------------------
+
+    def query(self, q: Query) -> list[SeriesPoints]:
+        with self.http.budget():
+            return self._query(q)
+
+    def _query(self, q: Query) -> list[SeriesPoints]:
+        found = self.registry.find(q.host, q.metric, q.tags, q.unit)
+        if not found:
+            return []
+        self._check_ready()
+        rp, width = (RP_30S, engine.WINDOW) if q.resolution == "30s" else (RP_30M, 1800)
+        metrics = sorted({m for _, m, _, _ in found})
+        lo, hi = to_ns(q.start - width), to_ns(q.end - width)
+        sel = ", ".join(f"{quote_ident(f)}::field" for f in POINT_FIELDS)
+        host = quote_literal(q.host)
+        stmts = [
+            f"SELECT {sel} FROM {quote_ident(rp)}.{quote_ident(m)} "
+            f'WHERE "host"::tag = {host} AND time > {lo} AND time <= {hi} GROUP BY *'
+            for m in metrics
+        ]
+        got: dict[tuple[str, tuple], list] = {}
+        for metric, res in zip(metrics, self.http.query(stmts, db=self.db), strict=True):
+            for series in res.get("series", []):
+                got[(metric, tag_key(series.get("tags") or {}))] = series["values"]
+        out = []
+        for _, metric, tags, unit in found:
+            key = tuple(sorted((k, stored_tag_value(v)) for k, v in tags.items()))
+            rows = [r for r in got.get((metric, key), []) if r[6] is not None and r[6] > 0]
+            out.append(SeriesPoints(metric, tags, unit, windows_from_rows(rows, width)))
+        return out
+
+    def ping(self) -> None:
+        with self.http.budget():
+            self.http.ping()
+            self._check_ready()
+
+    def run_jobs(self, now: float) -> dict[str, int]:
+        """The CQ does the work inside influxd; this runs the same rollup over the last hour
+        at once (after a restart, or for a test), since CQs never backfill."""
+        self._check_ready()
+        first = math.floor((now - 3600) / engine.WINDOW_30M) * engine.WINDOW_30M
+        end = math.ceil(now / engine.WINDOW_30M) * engine.WINDOW_30M
+        (res,) = self.http.query(
+            [cq_select(self.db, f"time >= {first}s AND time < {end}s")], db=self.db, post=True
+        )
+        written = 0
+        for series in res.get("series", []):
+            for row in series.get("values", []):
+                written += int(row[1] or 0)
+        return {"downsampled": written}
+
+    def close(self) -> None:
+        self.meta.close()
+        self.locks.close()

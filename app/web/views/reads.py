@@ -1,0 +1,67 @@
+"""The read endpoints (CONTRACT.md section 6): windows of a series, energy, hosts."""
+
+from __future__ import annotations
+
+from flask import request
+
+from app.core.records import Query
+from app.web.errors import ApiError
+from app.web.ranges import parse_range
+from app.web.schemas import EnergyArgs, EnergyOut, HostOut, HostStateOut, SeriesArgs, SeriesOut
+from app.web.views.common import blueprint, endpoint, ext
+
+bp = blueprint("read", __name__, url_prefix="/api/v1", description="Reading series")
+RANGE_ERRORS = (400, 401, 403, 429, 503)
+HOST_ERRORS = (401, 403, 404, 429, 503)
+NEVER = {"e404": "the host never wrote"}
+
+
+@endpoint(bp, "GET /series", "reader", SeriesOut, args=SeriesArgs, errors=RANGE_ERRORS)
+def get_series(args: dict) -> dict:
+    """Windows of one metric of one host, each tag set a series; filter with tag.KEY=VALUE."""
+    start, end, res = parse_range(args)
+    # webargs drops unknown query keys, so tag filters come from the raw query string.
+    tags = {k[4:]: v for k, v in request.args.items() if k.startswith("tag.")}
+    q = Query(args["host"], start, end, res, metric=args["metric"], tags=tags)
+    return {
+        "host": args["host"],
+        "metric": args["metric"],
+        "resolution": res,
+        "start": start,
+        "end": end,
+        "series": ext().store.query(q),
+    }
+
+
+@endpoint(bp, "GET /energy", "reader", EnergyOut, args=EnergyArgs, errors=RANGE_ERRORS)
+def get_energy(args: dict) -> dict:
+    """Watt-hours of each power series (unit W) over windows labelled in (start, end]."""
+    start, end, res = parse_range(args)
+    found = ext().store.query(Query(args["host"], start, end, res, unit="W"))
+    items = [
+        {"metric": sp.metric, "tags": sp.tags, "energy_wh": float(sp.windows.integral.sum() / 3600)}
+        for sp in found
+    ]
+    return {
+        "host": args["host"],
+        "start": start,
+        "end": end,
+        "resolution": res,
+        "series": items,
+        "total_wh": float(sum(i["energy_wh"] for i in items)),
+    }
+
+
+@endpoint(bp, "GET /hosts", "reader", HostOut(many=True), errors=(401, 403, 429, 503))
+def get_hosts() -> list:
+    """Every host that has written, when it was last seen and how many series it has."""
+    return ext().store.hosts()
+
+
+@endpoint(bp, "GET /hosts/<string:host>", "reader", HostStateOut, errors=HOST_ERRORS, **NEVER)
+def get_host(host: str) -> dict:
+    """The latest value of every series of a host: the fleet's state table."""
+    state = ext().store.host_state(host)
+    if not state:
+        raise ApiError(404, f"host {host!r} has never written", {"host": ["unknown host"]})
+    return {"host": host, "last_seen": max(s.time for s in state), "series": state}
