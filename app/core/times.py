@@ -21,8 +21,13 @@ def parse_rfc3339(text: str) -> float | None:
 
 
 def format_rfc3339(t: float) -> str:
-    """UTC with a Z; milliseconds only when the time has a fraction."""
-    dt = datetime.fromtimestamp(t, UTC)
+    """UTC with a Z, the fraction as sent (rounded to the microsecond, never truncated)."""
+    whole = math.floor(t)
+    micros = round((t - whole) * 1_000_000)
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
     # isoformat, not strftime: glibc's %Y does not pad years before 1000 to four digits.
-    spec = "seconds" if t == math.floor(t) else "milliseconds"
-    return dt.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+    text = datetime.fromtimestamp(whole, UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+    if micros:
+        text += f".{micros:06d}".rstrip("0")
+    return text + "Z"

@@ -4,12 +4,15 @@ bad field is named by its path."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from marshmallow import ValidationError
 
 from app.core import engine
 from app.core.errors import Invalid, TooLarge
 from app.core.records import Batch, SeriesKey
+from app.core.times import format_rfc3339
 from app.ingest import Limits
 from app.ingest.body import decode_json
 from app.ingest.envelope import EnvelopeLoader
@@ -43,7 +46,6 @@ class JsonSamples:
             raise TooLarge(f"{total} points in one request; the limit is {self.limits.max_points}")
         problems = Problems()
         keys, ts_parts, val_parts, carries = self._columns(series, problems)
-        problems.raise_if_any()
         counts = np.fromiter((len(p) for p in ts_parts), dtype=np.int64, count=len(ts_parts))
         ts = timestamps(ts_parts)
         val = np.fromiter(
@@ -107,20 +109,25 @@ class JsonSamples:
     ) -> None:
         offsets = np.concatenate([[0], np.cumsum(counts)])
         idx = np.arange(len(ts)) - offsets[sid]
+        typed = set(problems)  # points refused for their type already: named once
 
         def bad(mask: np.ndarray, reason: str) -> None:
             for j in np.flatnonzero(mask)[:MAX_DETAILS].tolist():
-                problems.add(f"series.{sid[j]}.points.{idx[j]}", reason)
+                path = f"series.{sid[j]}.points.{idx[j]}"
+                if path not in typed:
+                    problems.add(path, reason)
 
         bad(~np.isfinite(val), "value must be a finite number")
         too_big = np.isfinite(val) & (np.abs(val) > MAX_ABS_VALUE)
         bad(too_big, f"value must be within +-{MAX_ABS_VALUE:g}")
         bad(~np.isfinite(ts), "timestamp must be a finite number")
         order_bad = np.zeros(len(ts), dtype=bool)
-        order_bad[1:] = (sid[1:] == sid[:-1]) & ~(ts[1:] > ts[:-1])
+        both = np.isfinite(ts[1:]) & np.isfinite(ts[:-1])  # a refused timestamp is NaN
+        order_bad[1:] = (sid[1:] == sid[:-1]) & both & ~(ts[1:] > ts[:-1])
         bad(order_bad, "timestamp must be strictly greater than the previous point's")
         oldest = now - self.limits.retention_30s
-        bad(ts < oldest, f"timestamp is older than the 30-second retention ({oldest:.0f})")
+        cutoff = format_rfc3339(math.ceil(oldest))
+        bad(ts < oldest, f"timestamp is before {cutoff}: older than the 30-second retention")
         bad(ts > now + self.limits.future_slack, "timestamp is more than 5 minutes in the future")
 
     def _check_carries(
@@ -147,7 +154,7 @@ class JsonSamples:
                 # Its hold ends before any window the retention keeps: it would only write
                 # windows in the distant past (year 1, or before InfluxDB's 1677): dropped.
                 continue
-            elif counts[i] and not c[0] < ts[first[i]]:
+            elif counts[i] and np.isfinite(ts[first[i]]) and not c[0] < ts[first[i]]:
                 problems.add(path, "carry must be strictly before the first point")
             else:
                 carry_ts[i], carry_val[i] = c

@@ -8,9 +8,15 @@ import numpy as np
 from app.core.times import parse_rfc3339
 from app.ingest.problems import Problems
 
+NAN = float("nan")
+
 
 def split_points(points: object, path: str, problems: Problems) -> tuple[list, list]:
-    """Timestamps and values of one series, with exact type checks."""
+    """Timestamps and values of one series, with exact type checks.
+
+    A point refused here is noted and stands as NaN in its column (its ``reported`` flag set, see
+    ``reported``), so the vectorised checks still run over the rest and name their faults too.
+    """
     if not isinstance(points, list) or not points:
         problems.add(path, "must be a non-empty list of [timestamp, value] pairs")
         return [], []
@@ -19,20 +25,34 @@ def split_points(points: object, path: str, problems: Problems) -> tuple[list, l
         vals = [p[1] for p in points]
         if {type(v) for v in vals} <= {int, float} and {type(t) for t in ts} <= {int, float}:
             return ts, vals  # the fast path: every point is a pair of JSON numbers
+    ts, vals = [], []
     for k, p in enumerate(points):
-        if not (type(p) is list and len(p) == 2):
-            problems.add(f"{path}.{k}", "must be a [timestamp, value] pair")
-            continue
-        t, v = p
-        if type(v) not in (int, float):
-            problems.add(f"{path}.{k}", f"value must be a number, not {json_type(v)}")
-        if type(t) is str:
-            if parse_rfc3339(t) is None:
-                problems.add(f"{path}.{k}", "timestamp string must be RFC 3339 with an offset")
-        elif type(t) not in (int, float):
-            problems.add(f"{path}.{k}", f"timestamp must be a number or string, not {json_type(t)}")
-    pairs = [p for p in points if type(p) is list and len(p) == 2]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
+        t, v = _point(p, f"{path}.{k}", problems)
+        ts.append(t)
+        vals.append(v)
+    return ts, vals
+
+
+def _point(p: object, path: str, problems: Problems) -> tuple[float, float]:
+    """One point of the slow path: its timestamp and value, NaN where refused (and noted)."""
+    if not (type(p) is list and len(p) == 2):
+        problems.add(path, "must be a [timestamp, value] pair")
+        return NAN, NAN
+    t, v = p
+    if type(v) in (int, float):
+        value = float(v)
+    else:
+        problems.add(path, f"value must be a number, not {json_type(v)}")
+        value = NAN
+    if type(t) is str:
+        parsed = parse_rfc3339(t)
+        if parsed is None:
+            problems.add(path, "timestamp string must be RFC 3339 with an offset")
+        return NAN if parsed is None else parsed, value
+    if type(t) not in (int, float):
+        problems.add(path, f"timestamp must be a number or string, not {json_type(t)}")
+        return NAN, value
+    return float(t), value
 
 
 def carry_pair(c: object, path: str, problems: Problems) -> tuple[float, float] | None:
@@ -60,13 +80,7 @@ def carry_pair(c: object, path: str, problems: Problems) -> tuple[float, float] 
 
 def timestamps(parts: list[list]) -> np.ndarray:
     """Every series' timestamps, concatenated, as float64 epoch seconds."""
-    flat = [t for part in parts for t in part]
-    try:
-        return np.array(flat, dtype=np.float64)
-    except (ValueError, TypeError):
-        return np.array(
-            [parse_rfc3339(t) if type(t) is str else float(t) for t in flat], dtype=np.float64
-        )
+    return np.array([t for part in parts for t in part], dtype=np.float64)
 
 
 def json_type(v: object) -> str:

@@ -28,8 +28,9 @@ def cap(details: dict[str, list[str]]) -> dict[str, list[str]]:
     return details if len(details) <= MAX_DETAILS + 1 else dict(list(details.items())[:MAX_DETAILS])
 
 
-def summary(details: dict[str, list[str]]) -> str:
-    """The one-line error: how many fields, and the first one."""
-    n = len([k for k in details if k != "_truncated"])
+def summary(details: dict[str, list[str]], named: int = 3) -> str:
+    """The one-line error: how many fields, the first few by name, the first one's reason."""
+    paths = [k for k in details if k != "_truncated"]
     first = next(iter(details))
-    return f"invalid request: {n} bad field(s), first {first}: {details[first][0]}"
+    shown = ", ".join(paths[:named]) + (", ..." if len(paths) > named else "")
+    return f"invalid request: {len(paths)} bad field(s) ({shown}); {first}: {details[first][0]}"

@@ -9,6 +9,7 @@ from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException
 
 from app.core.errors import Invalid, StorageFull, StorageUnavailable, TooLarge
+from app.ingest.problems import summary
 from app.ingest.schema import flatten_errors
 
 log = logging.getLogger("fleetpulse.errors")
@@ -69,10 +70,7 @@ def handle(e: Exception) -> Response:
             if len(msgs) == 1 and isinstance(next(iter(msgs.values())), dict):
                 msgs = next(iter(msgs.values()))  # drop the "query"/"json" location level
             details = flatten_errors(msgs)
-            first = next(iter(details), "")
-            message = (
-                f"invalid request: {first}: {details[first][0]}" if first else "invalid request"
-            )
+            message = summary(details) if details else "invalid request"
             return error_response(400, message, details)
         headers = {}
         if e.code == 405 and e.valid_methods:  # type: ignore[attr-defined]

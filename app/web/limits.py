@@ -21,11 +21,12 @@ def rate_limited(view: Callable) -> Callable:
         p = current_principal()
         wait = current_app.extensions["fleetpulse"].limiter.acquire(p.id)
         if wait > 0:
+            after = retry_after(wait)  # whole seconds, the same in the body and the header
             raise ApiError(
                 429,
                 "too many requests for this token",
-                {"Authorization": [f"rate limit exceeded; retry in {wait:.1f} s"]},
-                {"Retry-After": retry_after(wait)},
+                {"Authorization": [f"rate limit exceeded; retry in {after} s"]},
+                {"Retry-After": after},
             )
         return view(*args, **kwargs)
 

@@ -21,18 +21,16 @@ def parse_time(text: str, name: str) -> float:
     # Plain ASCII decimals only: float() would also take "1_000", " 7 ", "nan" or Arabic digits.
     parsed = float(text) if EPOCH_RE.fullmatch(text) else parse_rfc3339(text)
     if parsed is None or not math.isfinite(parsed):
-        raise ApiError(
-            400,
-            f"{name} is not a time",
-            {name: ["use epoch seconds or RFC 3339 with an offset (e.g. 2026-11-23T10:00:00Z)"]},
-        )
+        hint = "use epoch seconds or RFC 3339 with an offset (e.g. 2026-11-23T10:00:00Z)"
+        if " " in text and parse_rfc3339(text.replace(" ", "+")) is not None:
+            hint = "a '+' in a query string reads as a space: send it as %2B (or use Z)"
+        raise ApiError(400, f"{name} is not a time", {name: [hint]})
     if not MIN_TIME <= parsed <= MAX_TIME:
         # Answers carry times as RFC 3339, which has no year 0 nor year 10000.
-        raise ApiError(
-            400,
-            f"{name} is out of range",
-            {name: ["must lie between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"]},
-        )
+        hint = "must lie between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
+        if EPOCH_RE.fullmatch(text) and MIN_TIME <= parsed / 1000 <= MAX_TIME:
+            hint += f"; this looks like milliseconds: send seconds ({parsed / 1000:.3f})"
+        raise ApiError(400, f"{name} is out of range", {name: [hint]})
     return parsed
 
 
