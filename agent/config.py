@@ -131,6 +131,17 @@ def _number(key: str, value: Any, kind: type, minimum: float) -> Any:
     return num
 
 
+def _collectors(value: Any) -> tuple[str, ...]:
+    """Names from the one collector table: a comma-separated string, a list, or `all`."""
+    names = [c.strip() for c in value.split(",") if c.strip()] if isinstance(value, str) else value
+    if list(names) == ["all"]:
+        return tuple(COLLECTORS)
+    unknown = [c for c in names if c not in COLLECTORS]
+    if unknown:
+        raise ConfigError(f"collectors: unknown {unknown}; known: {', '.join(COLLECTORS)}")
+    return tuple(names)
+
+
 def load(
     path: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -166,14 +177,6 @@ def load(
     reason = host_error(host)
     if reason is not None:
         raise ConfigError(f"host: 1-128 of A-Z a-z 0-9 . _ - expected ({reason}), got {host!r}")
-    collectors = raw.get("collectors", tuple(COLLECTORS))
-    if isinstance(collectors, str):
-        collectors = [c.strip() for c in collectors.split(",") if c.strip()]
-    if list(collectors) == ["all"]:
-        collectors = tuple(COLLECTORS)
-    unknown = [c for c in collectors if c not in COLLECTORS]
-    if unknown:
-        raise ConfigError(f"collectors: unknown {unknown}; known: {', '.join(COLLECTORS)}")
     ca_file = raw.get("ca_file") or None
     if ca_file is not None and not Path(str(ca_file)).is_file():
         raise ConfigError(f"ca_file: no such file {ca_file!r}")
@@ -188,7 +191,7 @@ def load(
         ca_file=str(ca_file) if ca_file else None,
         timeout=_number("timeout", raw.get("timeout", 10.0), float, 0.1),
         watch=parse_watch(raw.get("watch")),
-        collectors=tuple(collectors),
+        collectors=_collectors(raw.get("collectors", "all")),
         proc_refresh=_number("proc_refresh", raw.get("proc_refresh", 10.0), float, 0.1),
         log_level=str(raw.get("log_level", "INFO")).upper(),
         window=_number("window", raw.get("window", 30.0), float, 0.1),
