@@ -1,4 +1,4 @@
-"""Agent figures: RSS and CPU of a real `python -m agent`, collection-round latency, baselines.
+"""Agent figures: RSS and CPU of the real agent process, collection-round latency, baselines.
 
     python bench/agent.py [--seconds 60] [--trees 10] [--write-readme]
 
@@ -269,9 +269,9 @@ def render(a: dict, bare: list[float], once: list[float], mine: list[float], tm:
         "driver), so pynvml is not even imported; the GPU code is tested with a fake NVML "
         "only. The RAPL power zone is absent in this VM too.",
         "",
-        f"The agent: a real `python -m agent` subprocess, every collector on, 1-s interval, "
-        f"watching {ntrees} process trees (`sh` + 2 `sleep` each, {ntrees * 3} processes), "
-        f"sending to a local HTTP sink; {a['rounds']} rounds measured.",
+        f"The agent: a real agent subprocess (`agent.__main__.run`, collectors timed by this "
+        f"script), every collector on, 1-s interval, watching {ntrees} process trees (`sh` + "
+        f"2 `sleep` each, {ntrees * 3} processes), to a local HTTP sink; {a['rounds']} rounds.",
         "",
         "| | RSS | CPU (% of one core) | p50 / p99 per collection round |",
         "| --- | --- | --- | --- |",
