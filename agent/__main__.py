@@ -1,4 +1,8 @@
-"""`python -m agent`: run the host agent, or `--once` to print one round of samples as JSON."""
+"""`python -m agent`: run the host agent, or `--once` to print one round of samples as JSON.
+
+Exit status: 0 after SIGTERM/SIGINT (the open batch flushed), 2 for a configuration error,
+3 when another live agent holds the spool directory. Only this entry point exits.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,21 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from agent import collectors as registry
 from agent.batcher import Batcher
 from agent.config import Config, ConfigError, load
 from agent.runner import Runner
 
+if TYPE_CHECKING:
+    from agent.collectors.base import Collector
+
 log = logging.getLogger("agent")
 
 SHUTDOWN_DRAIN_S = 3.0
+EXIT_CONFIG, EXIT_SPOOL_BUSY = 2, 3
 
 
 def once(cfg: Config) -> int:
@@ -28,7 +38,7 @@ def once(cfg: Config) -> int:
     time.sleep(min(cfg.interval, 0.5))
     samples = runner.round()
     for c in cols:
-        getattr(c, "close", lambda: None)()
+        c.close()
     rows = [
         {"metric": s.metric, "tags": s.tags, "unit": s.unit, "ts": s.ts, "value": s.value}
         for s in samples
@@ -38,57 +48,45 @@ def once(cfg: Config) -> int:
     return 0
 
 
-def run(cfg: Config) -> int:
-    """Run until SIGTERM/SIGINT; then spool what is held and try to send it briefly."""
+def run(cfg: Config, collectors: Sequence[Collector] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; then spool what is held and try to send it briefly.
+
+    collectors: the configured ones when None (bench/agent.py passes wrapped ones).
+    Raises SpoolBusy when another live agent holds cfg.spool_dir.
+    """
     if cfg.url.startswith("http://"):
         # http.client imports ssl (~6 MB of RSS) even for plain http; this process never needs
         # it then, so it is kept out. https URLs import it as usual.
         sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
-    from agent.sender import Delivery, HttpClient
-    from agent.spool import Spool
+    from agent.pipeline import Pipeline
 
     if not cfg.token:
         log.error("no FLEETPULSE_TOKEN: the API will answer 401 and batches stay in the spool")
-    spool = Spool(cfg.spool_dir, cfg.spool_max_batches, int(cfg.spool_max_mb * 1024 * 1024))
-    delivery = Delivery(spool, HttpClient(cfg.url, cfg.token, cfg.timeout, cfg.ca_file))
-    cols = registry.build(cfg, registry.default_os_layer(cfg))
-    timings_file = cfg.extra.get("timings_file")
-    runner = Runner(
-        cols,
-        Batcher(cfg.host, cfg.window, spool.carry()),
-        spool,
-        delivery,
-        cfg.interval,
-        keep_timings=100000 if timings_file else 0,
-    )
-    stop, send_stop = threading.Event(), threading.Event()
+    stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("signal %d: flushing to the spool and stopping", signum)
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
+    def configured() -> Sequence[Collector]:
+        if collectors is not None:
+            return collectors
+        return registry.build(cfg, registry.default_os_layer(cfg))
+
+    signal.signal(signal.SIGTERM, on_signal)  # from here on a stop flushes, never loses
     signal.signal(signal.SIGINT, on_signal)
-    sender = threading.Thread(target=delivery.run, args=(send_stop,), name="sender", daemon=True)
-    sender.start()
+    pipe = Pipeline(cfg, configured)
     log.info(
         "agent started: host=%s url=%s interval=%ss collectors=%s spool=%s (%d pending)",
-        cfg.host, cfg.url, cfg.interval, ",".join(c.name for c in cols), cfg.spool_dir,
-        spool.pending(),
+        cfg.host, cfg.url, cfg.interval, ",".join(c.name for c in pipe.collectors),
+        cfg.spool_dir, pipe.spool.pending(),
     )  # fmt: skip
-    runner.run(stop)  # returns after the held windows are in the spool
-    send_stop.set()
-    delivery.wake.set()
-    sender.join(timeout=cfg.timeout + 1)
-    if not sender.is_alive():
-        delivery.drain(time.monotonic() + SHUTDOWN_DRAIN_S)
-    delivery.client.close()
-    for c in cols:
-        getattr(c, "close", lambda: None)()
-    if timings_file:
-        runner.write_timings(timings_file)
-    log.info("agent stopped; %d batch(es) left in the spool", spool.pending())
-    spool.close()
+    pipe.run(stop)  # returns after the held windows are in the spool
+    left = pipe.close(time.monotonic() + cfg.timeout + 1, SHUTDOWN_DRAIN_S)
+    log.info(
+        "agent stopped; %d sample(s) batched since start, %d batch(es) left in the spool",
+        pipe.runner.batcher.accepted, left,
+    )  # fmt: skip
     return 0
 
 
@@ -102,13 +100,21 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load(args.config)
     except ConfigError as exc:
         print(f"fleetpulse-agent: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     logging.basicConfig(
         level=getattr(logging, cfg.log_level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    return once(cfg) if args.once else run(cfg)
+    if args.once:
+        return once(cfg)
+    from agent.spool import SpoolBusy  # after logging: --once never opens the spool
+
+    try:
+        return run(cfg)
+    except SpoolBusy as exc:
+        print(f"fleetpulse-agent: {exc}", file=sys.stderr)
+        return EXIT_SPOOL_BUSY
 
 
 if __name__ == "__main__":

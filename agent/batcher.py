@@ -42,6 +42,7 @@ class Batcher:
         self._meta: dict[SeriesKey, tuple[str, dict[str, str], str]] = {}
         self._open: dict[float, dict[SeriesKey, list[Point]]] = {}
         self.rejected = 0
+        self.accepted = 0  # points filed under a window since start (each is spooled once)
 
     def window_of(self, ts: float) -> float:
         """Start of the epoch-aligned window holding ts."""
@@ -60,6 +61,7 @@ class Batcher:
                 self.rejected += 1  # the API requires strictly increasing timestamps
                 continue
             self._last_ts[key] = ts
+            self.accepted += 1
             if key not in self._meta:
                 self._meta[key] = (s.metric, dict(s.tags), s.unit)
             self._open.setdefault(self.window_of(ts), {}).setdefault(key, []).append(

@@ -29,13 +29,14 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.collectors import COLLECTORS
+from agent.names import host_error, tag_value_error
 from agent.samples import sanitize_host
 
-ALL_COLLECTORS = ("cpu", "memory", "disk", "network", "gpu", "power", "processes")
 PREFIX = "FLEETPULSE_"
 
 
@@ -66,14 +67,13 @@ class Config:
     ca_file: str | None = None
     timeout: float = 10.0
     watch: tuple[WatchSpec, ...] = ()
-    collectors: tuple[str, ...] = ALL_COLLECTORS
+    collectors: tuple[str, ...] = tuple(COLLECTORS)
     proc_refresh: float = 10.0
     log_level: str = "INFO"
     window: float = 30.0
     procfs: str | None = None  # the host's /proc when the agent runs in a container
     sysfs: str | None = None  # the host's /sys likewise
     rootfs: str | None = None  # the host's / likewise (disk usage of the host's mounts)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def default_spool_dir() -> Path:
@@ -113,8 +113,10 @@ def parse_watch(value: Any) -> tuple[WatchSpec, ...]:
         if not pattern:
             raise ConfigError(f"watch: {item!r}: empty selector")
         name = name.strip() or re.sub(r"[^A-Za-z0-9._-]", "_", selector)[:128]
-        if not 1 <= len(name) <= 128 or not name.isprintable():
-            raise ConfigError(f"watch: {item!r}: the name must be 1-128 printable characters")
+        reason = tag_value_error(name)  # the name is the `process` tag's value
+        if reason is not None:
+            raise ConfigError(f"watch: {item!r}: the name must be 1-128 printable characters "
+                              f"({reason})")  # fmt: skip
         specs.append(WatchSpec(name, kind, pattern))
     return tuple(specs)
 
@@ -127,6 +129,17 @@ def _number(key: str, value: Any, kind: type, minimum: float) -> Any:
     if num < minimum:
         raise ConfigError(f"{key}: must be >= {minimum}, got {value!r}")
     return num
+
+
+def _collectors(value: Any) -> tuple[str, ...]:
+    """Names from the one collector table: a comma-separated string, a list, or `all`."""
+    names = [c.strip() for c in value.split(",") if c.strip()] if isinstance(value, str) else value
+    if list(names) == ["all"]:
+        return tuple(COLLECTORS)
+    unknown = [c for c in names if c not in COLLECTORS]
+    if unknown:
+        raise ConfigError(f"collectors: unknown {unknown}; known: {', '.join(COLLECTORS)}")
+    return tuple(names)
 
 
 def load(
@@ -151,13 +164,6 @@ def load(
     for key, value in env.items():
         if key.startswith(PREFIX) and value != "":
             raw[key[len(PREFIX) :].lower()] = value
-    known = {
-        "url", "token", "token_file", "host", "interval", "spool_dir", "spool_max_batches",
-        "spool_max_mb", "ca_file", "timeout", "watch", "collectors", "proc_refresh",
-        "log_level", "window", "procfs", "sysfs", "rootfs",
-    }  # fmt: skip
-    extra = {k: v for k, v in raw.items() if k not in known}
-
     url = str(raw.get("url", Config.url)).rstrip("/")
     if not re.match(r"https?://[^/]+", url):
         raise ConfigError(f"url: expected http(s)://HOST[:PORT][/PATH], got {url!r}")
@@ -168,16 +174,9 @@ def load(
         except OSError as exc:
             raise ConfigError(f"token_file: {exc}") from None
     host = str(raw.get("host") or sanitize_host(hostname or socket.gethostname()))
-    if not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", host):
-        raise ConfigError(f"host: 1-128 of A-Z a-z 0-9 . _ - expected, got {host!r}")
-    collectors = raw.get("collectors", ALL_COLLECTORS)
-    if isinstance(collectors, str):
-        collectors = [c.strip() for c in collectors.split(",") if c.strip()]
-    if collectors == ["all"]:
-        collectors = list(ALL_COLLECTORS)
-    unknown = [c for c in collectors if c not in ALL_COLLECTORS]
-    if unknown:
-        raise ConfigError(f"collectors: unknown {unknown}; known: {', '.join(ALL_COLLECTORS)}")
+    reason = host_error(host)
+    if reason is not None:
+        raise ConfigError(f"host: 1-128 of A-Z a-z 0-9 . _ - expected ({reason}), got {host!r}")
     ca_file = raw.get("ca_file") or None
     if ca_file is not None and not Path(str(ca_file)).is_file():
         raise ConfigError(f"ca_file: no such file {ca_file!r}")
@@ -192,12 +191,11 @@ def load(
         ca_file=str(ca_file) if ca_file else None,
         timeout=_number("timeout", raw.get("timeout", 10.0), float, 0.1),
         watch=parse_watch(raw.get("watch")),
-        collectors=tuple(collectors),
+        collectors=_collectors(raw.get("collectors", "all")),
         proc_refresh=_number("proc_refresh", raw.get("proc_refresh", 10.0), float, 0.1),
         log_level=str(raw.get("log_level", "INFO")).upper(),
         window=_number("window", raw.get("window", 30.0), float, 0.1),
         procfs=str(raw["procfs"]) if raw.get("procfs") else None,
         sysfs=str(raw["sysfs"]) if raw.get("sysfs") else None,
         rootfs=str(raw["rootfs"]) if raw.get("rootfs") else None,
-        extra=extra,
     )

@@ -19,22 +19,27 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent.batcher import Batcher
+from agent.collectors.base import CollectorBase, Metric
 from agent.config import Config, load
-from agent.runner import Runner
+from agent.pipeline import Pipeline
 from agent.samples import Sample
-from agent.sender import Delivery, HttpClient
-from agent.spool import Spool
 
 log = logging.getLogger(__name__)
 
 THREAD_PREFIX = "fleetpulse-probe:"
 
+TRACED_CURRENT = Metric("probe.tracemalloc.current.bytes", "B", ("service",))
+TRACED_PEAK = Metric("probe.tracemalloc.peak.bytes", "B", ("service",))
+RSS = Metric("probe.rss.bytes", "B", ("service",))
+CPU_PERCENT = Metric("probe.cpu.percent", "percent", ("service",))
+GPU_MEMORY = Metric("probe.gpu.memory.bytes", "B", ("service",))
 
-class ProbeCollector:
+
+class ProbeCollector(CollectorBase):
     """The host program's own figures; CPU percent is of one core (can exceed 100 with threads)."""
 
     name = "probe"
+    metrics = (TRACED_CURRENT, TRACED_PEAK, RSS, CPU_PERCENT, GPU_MEMORY)
 
     def __init__(self, service: str, nvml: Any = None, psutil: Any = None) -> None:
         self.tags = {"service": service}
@@ -60,20 +65,19 @@ class ProbeCollector:
         out: list[Sample] = []
         if tracemalloc.is_tracing():
             current, peak = tracemalloc.get_traced_memory()
-            out.append(Sample("probe.tracemalloc.current.bytes", tags, "B", ts, float(current)))
-            out.append(Sample("probe.tracemalloc.peak.bytes", tags, "B", ts, float(peak)))
+            out.append(TRACED_CURRENT.sample(tags, ts, float(current)))
+            out.append(TRACED_PEAK.sample(tags, ts, float(peak)))
         if self._proc is not None:
-            rss = float(self._proc.memory_info().rss)
-            out.append(Sample("probe.rss.bytes", tags, "B", ts, rss))
+            out.append(RSS.sample(tags, ts, float(self._proc.memory_info().rss)))
         cpu_ns, mono_ns = time.process_time_ns(), time.monotonic_ns()
         if self._prev is not None and mono_ns > self._prev[1]:
             pct = 100.0 * (cpu_ns - self._prev[0]) / (mono_ns - self._prev[1])
-            out.append(Sample("probe.cpu.percent", tags, "percent", ts, round(pct, 3)))
+            out.append(CPU_PERCENT.sample(tags, ts, round(pct, 3)))
         self._prev = (cpu_ns, mono_ns)
         if self._gpu is not None:
             used = self._gpu.process_memory(self._pid)
             if used is not None:
-                out.append(Sample("probe.gpu.memory.bytes", tags, "B", ts, used))
+                out.append(GPU_MEMORY.sample(tags, ts, used))
         return out
 
 
@@ -86,16 +90,12 @@ class Probe:
         self._trace_frames = trace_frames
         self._started_tracing = False
         self._stop = threading.Event()
-        self._send_stop = threading.Event()
-        self.runner: Runner | None = None
-        self.spool: Spool | None = None
-        self.delivery: Delivery | None = None
+        self.pipeline: Pipeline | None = None
         self._ready = threading.Event()
         self._stop_lock = threading.Lock()
         self._stopped = False
         self.thread = threading.Thread(target=self._main, name=THREAD_PREFIX + service, daemon=True)
         self.thread.probe = self  # type: ignore[attr-defined]  # stop() finds the probe here
-        self._sender: threading.Thread | None = None
 
     def start(self) -> None:
         """Start tracing and the threads; returns at once."""
@@ -104,45 +104,33 @@ class Probe:
             self._started_tracing = True
         self.thread.start()
 
-    def _setup(self) -> None:
+    def _setup(self) -> Pipeline:
         """Heavy set-up (NVML init, SQLite) happens on the probe's thread, not the caller's."""
         import psutil
 
         from agent.collectors import load_nvml
 
-        pynvml = load_nvml()
-        cfg = self.cfg
-        spool = Spool(
-            cfg.spool_dir / f"probe-{self.service}",
-            cfg.spool_max_batches,
-            int(cfg.spool_max_mb * 1024 * 1024),
+        def collectors() -> list[ProbeCollector]:
+            return [ProbeCollector(self.service, load_nvml(), psutil)]
+
+        return Pipeline(
+            self.cfg,
+            collectors,
+            spool_dir=self.cfg.spool_dir / f"probe-{self.service}",
+            spool_tags={"service": self.service},
+            sender_name="fleetpulse-probe-sender",
         )
-        delivery = Delivery(spool, HttpClient(cfg.url, cfg.token, cfg.timeout, cfg.ca_file))
-        collector = ProbeCollector(self.service, pynvml, psutil)
-        batcher = Batcher(cfg.host, cfg.window, spool.carry())
-        self.spool, self.delivery = spool, delivery
-        self.runner = Runner(
-            [collector], batcher, spool, delivery, cfg.interval, spool_tags=collector.tags
-        )
-        self._sender = threading.Thread(
-            target=delivery.run,
-            args=(self._send_stop,),
-            name="fleetpulse-probe-sender",
-            daemon=True,
-        )
-        self._sender.start()
 
     def _main(self) -> None:
         try:
-            self._setup()
+            self.pipeline = self._setup()
         except Exception:
             log.exception("fleetpulse probe could not start; the program goes on without it")
-            self._ready.set()
             return
-        self._ready.set()
+        finally:
+            self._ready.set()
         try:
-            assert self.runner is not None
-            self.runner.run(self._stop)  # flushes every held window to the spool when stopped
+            self.pipeline.run(self._stop)  # flushes every held window to the spool when stopped
         except Exception:
             log.exception("fleetpulse probe stopped on an error; the program goes on")
 
@@ -156,23 +144,8 @@ class Probe:
         self._ready.wait(max(0.0, deadline - time.monotonic()))
         self._stop.set()
         self.thread.join(max(0.0, deadline - time.monotonic()))
-        self._send_stop.set()
-        if self.delivery is not None:
-            self.delivery.wake.set()
-            if self._sender is not None:
-                self._sender.join(max(0.0, deadline - time.monotonic()))
-            if self._sender is None or not self._sender.is_alive():
-                try:
-                    self.delivery.drain(deadline)
-                except Exception:
-                    log.exception("fleetpulse probe: final send failed; batches stay in the spool")
-                self.delivery.client.close()
-        if self.runner is not None:
-            for c in self.runner.collectors:
-                getattr(c, "close", lambda: None)()
-        if self.spool is not None and not self.thread.is_alive():
-            self.spool.close()
-            self.spool = None
+        if self.pipeline is not None:
+            self.pipeline.close(deadline)
         if self._started_tracing:
             tracemalloc.stop()
             self._started_tracing = False

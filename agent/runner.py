@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import collections
-import json
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.batcher import Batcher
+from agent.collectors.base import Metric
 from agent.samples import Sample
 
 if TYPE_CHECKING:  # the sender pulls in http.client, which __main__ imports late on purpose
@@ -23,6 +21,9 @@ if TYPE_CHECKING:  # the sender pulls in http.client, which __main__ imports lat
 log = logging.getLogger(__name__)
 
 CLOSE_DELAY = 0.2  # seconds after a window's end before its batch is cut
+# the loop's own gauges, sent whenever it has a spool (a probe's carry its `service` tag)
+SPOOL_PENDING = Metric("agent.spool.pending", "count")
+SPOOL_DROPPED = Metric("agent.spool.dropped", "count")
 
 
 class Runner:
@@ -37,7 +38,6 @@ class Runner:
         interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-        keep_timings: int = 0,
         spool_tags: dict[str, str] | None = None,
     ) -> None:
         self.collectors = list(collectors)
@@ -48,10 +48,6 @@ class Runner:
         self._clock = clock
         self._mono = monotonic
         self._failing: set[str] = set()
-        self.timings: collections.deque[tuple[float, float]] = collections.deque(
-            maxlen=keep_timings or 1
-        )
-        self._keep_timings = keep_timings > 0
         # a probe's own spool gauges carry its service tag, so they never collide with the agent's
         self._spool_tags = dict(spool_tags or {})
 
@@ -59,9 +55,7 @@ class Runner:
         """Ask every collector once; one failing collector never stops the others."""
         ts = self._clock() if now is None else now
         out: list[Sample] = []
-        sys_s = proc_s = 0.0
         for c in self.collectors:
-            start = time.perf_counter()
             try:
                 out.extend(c.collect(ts))
                 self._failing.discard(c.name)
@@ -69,17 +63,10 @@ class Runner:
                 if c.name not in self._failing:  # one log line per failure streak
                     log.exception("collector %s failed; skipping it this round", c.name)
                     self._failing.add(c.name)
-            spent = time.perf_counter() - start
-            if c.name == "processes":
-                proc_s += spent
-            else:
-                sys_s += spent
-        if self._keep_timings:
-            self.timings.append((sys_s * 1000, proc_s * 1000))
         if self.spool is not None:
             tags, spool = self._spool_tags, self.spool
-            out.append(Sample("agent.spool.pending", tags, "count", ts, float(spool.pending())))
-            out.append(Sample("agent.spool.dropped", tags, "count", ts, float(spool.dropped())))
+            out.append(SPOOL_PENDING.sample(tags, ts, float(spool.pending())))
+            out.append(SPOOL_DROPPED.sample(tags, ts, float(spool.dropped())))
         return out
 
     def cut(self, now: float, everything: bool = False) -> int:
@@ -121,7 +108,3 @@ class Runner:
                 if self._mono() >= next_round:
                     break
         self.cut(self._clock(), everything=True)
-
-    def write_timings(self, path: str | Path) -> None:
-        """Per-round collection times in ms, for bench/agent.py."""
-        Path(path).write_text(json.dumps({"rounds": list(self.timings)}))

@@ -1,15 +1,11 @@
-"""The sample type shared by collectors, the batcher and the probe, and the name rules."""
+"""The sample type shared by collectors, the batcher and the probe, and what makes one valid."""
 
 from __future__ import annotations
 
 import re
 from typing import NamedTuple
 
-METRIC_RE = re.compile(r"[a-z0-9._]{1,128}")
-TAG_KEY_RE = re.compile(r"[a-z0-9_]{1,64}")
-HOST_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
-RESERVED_TAG_KEYS = frozenset({"host", "time"})
-MAX_TAGS = 8
+from agent.names import MAX_TAGS, metric_error, tag_key_error, tag_value_error
 
 
 class Sample(NamedTuple):
@@ -30,12 +26,10 @@ def tag_value(text: str) -> str:
 
 def valid_sample(sample: Sample) -> bool:
     """Reject what the API would answer 400 to, so one bad series never dead-letters a batch."""
-    if not METRIC_RE.fullmatch(sample.metric) or len(sample.tags) > MAX_TAGS:
+    if metric_error(sample.metric) is not None or len(sample.tags) > MAX_TAGS:
         return False
     for key, val in sample.tags.items():
-        if key in RESERVED_TAG_KEYS or not TAG_KEY_RE.fullmatch(key):
-            return False
-        if not isinstance(val, str) or not 1 <= len(val) <= 128 or not val.isprintable():
+        if tag_key_error(key) is not None or tag_value_error(val) is not None:
             return False
     value = sample.value
     if isinstance(value, bool) or not isinstance(value, int | float):

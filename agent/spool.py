@@ -31,6 +31,54 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
+LOCK_FILE = "agent.lock"
+
+
+class SpoolBusy(RuntimeError):
+    """Another live process holds this spool: two senders would send every batch twice."""
+
+    def __init__(self, directory: Path, holder: str) -> None:
+        super().__init__(
+            f"spool directory {directory} is in use by another agent ({holder}); two agents on "
+            "one spool would send every batch twice: stop the other one or give this one "
+            "its own FLEETPULSE_SPOOL_DIR"
+        )
+        self.directory = directory
+
+
+class SpoolLock:
+    """An exclusive flock on DIR/agent.lock, held while this object lives.
+
+    The kernel drops it when the process ends however it ends (even SIGKILL), so a crashed
+    agent never blocks its restart; the file holds the owner's pid for the message.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        import fcntl
+
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / LOCK_FILE
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raw = os.pread(self._fd, 64, 0).decode("ascii", "replace").strip()
+            self.release()
+            raise SpoolBusy(self.dir, f"pid {raw}" if raw.isdigit() else "pid unknown") from None
+        except BaseException:
+            self.release()
+            raise
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        """Let another agent take the spool (closing the file drops the lock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class Spool:
     """Oldest-first queue of gzip batch bodies, bounded by count and bytes (oldest dropped)."""
 

@@ -107,7 +107,8 @@ def test_container_paths_come_from_the_config(tmp_path):
     before = psutil.PROCFS_PATH
     try:
         layer = default_os_layer(cfg)
-        assert str(tmp_path) == psutil.PROCFS_PATH
+        # the procfs path travels in the OS layer; psutil's process-wide setting is left alone
+        assert psutil.PROCFS_PATH == before == "/proc"
         assert (str(layer.proc_root), str(layer.sysfs_root), str(layer.rootfs)) == (
             str(tmp_path),
             "/host/sys",

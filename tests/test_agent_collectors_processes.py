@@ -182,3 +182,31 @@ def test_new_children_are_found_by_the_spread_out_scan():
     finally:
         os.killpg(tree.pid, signal.SIGKILL)
         tree.wait()
+
+
+class NoPsutil:
+    """Fails every use: with a procfs root, the collector must read only files under it."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"psutil.{name} used although a procfs root was given")
+
+
+def test_a_containers_procfs_root_is_read_directly_not_through_psutil(tmp_path):
+    """FLEETPULSE_PROCFS: stat, statm and cmdline of the host's processes under proc_root."""
+
+    def proc(pid, ppid, name, argv, utime, rss_pages):
+        d = tmp_path / str(pid)
+        d.mkdir()
+        fields = ["S", str(ppid)] + ["0"] * 9 + [str(utime), "0"] + ["0"] * 6 + ["777", "0"]
+        (d / "stat").write_text(f"{pid} ({name}) {' '.join(fields)} {rss_pages}\n")
+        (d / "statm").write_text(f"100 {rss_pages} 0 0 0 0 0\n")
+        (d / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+
+    proc(4242, 1, "python3", ["python3", "train.py", "--fast"], 100, 10)
+    proc(4243, 4242, "worker", ["worker"], 50, 5)
+    proc(4300, 1, "python3", ["python3", "serve.py"], 10, 99)
+    c = ProcessCollector(NoPsutil(), parse_watch("train=cmd:*train.py*"), proc_root=tmp_path)
+    got = {(s.metric, s.tags["process"]): s.value for s in c.collect(1.0)}
+    page = os.sysconf("SC_PAGE_SIZE")
+    assert got == {("proc.rss.bytes", "train"): float(15 * page)}
+    c.close()

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ALL_COLLECTORS, ConfigError, WatchSpec, load, parse_watch
+from agent.collectors import COLLECTORS
+from agent.config import ConfigError, WatchSpec, load, parse_watch
 
 
 def test_defaults_from_an_empty_environment():
@@ -11,7 +12,7 @@ def test_defaults_from_an_empty_environment():
     assert cfg.host == "web-01.example.com"  # sanitised to the API's host alphabet
     assert cfg.interval == 1.0 and cfg.window == 30.0
     assert cfg.spool_max_batches == 10000 and cfg.spool_max_mb == 200.0
-    assert cfg.collectors == ALL_COLLECTORS and cfg.watch == ()
+    assert cfg.collectors == tuple(COLLECTORS) and cfg.watch == ()
     assert cfg.ca_file is None and cfg.token == ""
 
 

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_agent_imports_neither_pandas_nor_numpy():
     code = (
         "import sys, agent, agent.__main__, agent.probe, agent.collectors;"
-        "from agent.collectors import REGISTRY, build, default_os_layer;"
+        "from agent.collectors import COLLECTORS, build, default_os_layer;"
         "from agent.config import load;"
         "cols = build(load(environ={}), default_os_layer());"
         "[c.collect() for c in cols];"

@@ -1,29 +1,25 @@
-"""The collector registry: name -> factory(config, os_layer) building one collector."""
+"""The one collector table: name -> factory(config, OS layer); config validation reads it too.
+
+A factory imports its module only when it is called, so an agent with a collector switched
+off never pays for it. Collectors read the machine only through the OsLayer they are given.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
-from agent.config import Config
-from agent.samples import Sample
+from agent.collectors.base import Collector, Metric
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # config imports this table: the type only, to avoid an import cycle
+    from agent.config import Config
 
-
-class Collector(Protocol):
-    """What the runner needs from a collector."""
-
-    name: str
-
-    def collect(self, now: float | None = None) -> list[Sample]:
-        """One round of samples."""
-        ...
+__all__ = ["COLLECTORS", "Collector", "Metric", "OsLayer", "build", "default_os_layer"]
 
 
 @dataclass
@@ -33,7 +29,7 @@ class OsLayer:
     psutil: Any
     nvml: Any = None
     sysfs_root: Path = Path("/sys")
-    proc_root: Path | None = Path("/proc")
+    proc_root: Path | None = Path("/proc")  # per-process files and the host's mount table
     rootfs: Path | None = None  # the host's / seen from a container; None = this machine
 
 
@@ -52,13 +48,15 @@ def default_os_layer(cfg: Config | None = None) -> OsLayer:
     """The real machine: psutil, pynvml where a driver is loaded, /sys and /proc.
 
     In a container the host's /proc, /sys and / are mounted elsewhere (FLEETPULSE_PROCFS,
-    FLEETPULSE_SYSFS, FLEETPULSE_ROOTFS); psutil reads /proc through ``PROCFS_PATH``.
+    FLEETPULSE_SYSFS, FLEETPULSE_ROOTFS). The paths travel in the layer to the collectors
+    that read per-process or per-host files; psutil's process-wide PROCFS_PATH is left alone
+    (the system-wide files it reads, /proc/stat, meminfo, diskstats, are the same in every
+    PID namespace).
     """
     import psutil
 
     layer = OsLayer(psutil=psutil, nvml=load_nvml())
     if cfg is not None and cfg.procfs:
-        psutil.PROCFS_PATH = cfg.procfs
         layer.proc_root = Path(cfg.procfs)
     if cfg is not None and cfg.sysfs:
         layer.sysfs_root = Path(cfg.sysfs)
@@ -116,24 +114,27 @@ def _processes(cfg: Config, os_: OsLayer) -> Collector:
     )
 
 
-REGISTRY: dict[str, Callable[[Config, OsLayer], Collector]] = {
-    "cpu": _cpu,
-    "memory": _memory,
-    "disk": _disk,
-    "network": _network,
-    "gpu": _gpu,
-    "power": _power,
-    "processes": _processes,
-}
+# The collectors, in the order they run each round; FLEETPULSE_COLLECTORS names a subset.
+COLLECTORS: Mapping[str, Callable[[Config, OsLayer], Collector]] = MappingProxyType(
+    {
+        "cpu": _cpu,
+        "memory": _memory,
+        "disk": _disk,
+        "network": _network,
+        "gpu": _gpu,
+        "power": _power,
+        "processes": _processes,
+    }
+)
 
 
 def build(cfg: Config, os_: OsLayer) -> list[Collector]:
     """Instantiate the configured collectors, leaving out those that switched themselves off."""
     out: list[Collector] = []
     for name in cfg.collectors:
-        collector = REGISTRY[name](cfg, os_)
-        if getattr(collector, "enabled", True):
+        collector = COLLECTORS[name](cfg, os_)
+        if collector.enabled:
             out.append(collector)
-        elif name == "processes":
-            log.info("processes collector off: nothing to watch (FLEETPULSE_WATCH is empty)")
+        else:
+            collector.close()
     return out

@@ -1,6 +1,49 @@
-"""Helpers shared by collectors: counter-delta rates."""
+"""What every collector is to the loop (the Collector protocol), its metric catalogue, rates."""
 
 from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+from agent.samples import Sample
+
+
+class Metric(NamedTuple):
+    """One catalogue entry: a collector only returns samples of metrics it declares."""
+
+    name: str
+    unit: str
+    tags: tuple[str, ...] = ()
+
+    def sample(self, tags: dict[str, str], ts: float, value: float) -> Sample:
+        """A sample of this metric, so name and unit always come from the catalogue."""
+        return Sample(self.name, tags, self.unit, ts, value)
+
+
+class Collector(Protocol):
+    """What the loop and the pipeline need from a collector, and nothing more."""
+
+    name: str
+    metrics: tuple[Metric, ...]  # every metric collect() can return
+    enabled: bool  # False: switched off at set-up (missing hardware), already logged once
+
+    def collect(self, now: float | None = None) -> list[Sample]:
+        """One round of samples."""
+        ...
+
+    def close(self) -> None:
+        """Release what set-up took (NVML, open files); the pipeline calls it at shutdown."""
+        ...
+
+
+class CollectorBase:
+    """Defaults for collectors that hold nothing to release and are always on."""
+
+    name: str = ""
+    metrics: tuple[Metric, ...] = ()
+    enabled: bool = True
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class RateTracker:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.collectors.base import RateTracker
+from agent.collectors.base import CollectorBase, Metric, RateTracker
 from agent.samples import Sample, tag_value
 
 log = logging.getLogger(__name__)
@@ -24,11 +24,22 @@ PSEUDO_FS = frozenset(
 )  # fmt: skip
 SKIP_DEVICE_PREFIXES = ("loop", "ram", "zram", "sr", "fd")
 
+USED = Metric("disk.used.bytes", "B", ("mount",))
+FREE = Metric("disk.free.bytes", "B", ("mount",))
+PERCENT = Metric("disk.percent", "percent", ("mount",))
+IO_FIELDS = (  # psutil counter -> the rate metric made of it
+    ("read_bytes", Metric("disk.read.bytes_per_s", "B/s", ("device",))),
+    ("write_bytes", Metric("disk.write.bytes_per_s", "B/s", ("device",))),
+    ("read_count", Metric("disk.read.iops", "ops/s", ("device",))),
+    ("write_count", Metric("disk.write.iops", "ops/s", ("device",))),
+)
 
-class DiskCollector:
+
+class DiskCollector(CollectorBase):
     """The mount list is re-read every `mounts_every_s`, not every round: it rarely changes."""
 
     name = "disk"
+    metrics = (USED, FREE, PERCENT, *(metric for _, metric in IO_FIELDS))
 
     def __init__(
         self,
@@ -91,25 +102,20 @@ class DiskCollector:
             except OSError:
                 continue  # unmounted since the last listing
             tags = {"mount": tag_value(mount)}
-            out.append(Sample("disk.used.bytes", tags, "B", ts, float(du.used)))
-            out.append(Sample("disk.free.bytes", tags, "B", ts, float(du.free)))
-            out.append(Sample("disk.percent", tags, "percent", ts, float(du.percent)))
+            out.append(USED.sample(tags, ts, float(du.used)))
+            out.append(FREE.sample(tags, ts, float(du.free)))
+            out.append(PERCENT.sample(tags, ts, float(du.percent)))
         counters = self._ps.disk_io_counters(perdisk=True) or {}
         keys: set[object] = set()
         for dev, c in counters.items():
             if dev.startswith(SKIP_DEVICE_PREFIXES):
                 continue
             tags = {"device": tag_value(dev)}
-            for field, metric, unit in (
-                ("read_bytes", "disk.read.bytes_per_s", "B/s"),
-                ("write_bytes", "disk.write.bytes_per_s", "B/s"),
-                ("read_count", "disk.read.iops", "ops/s"),
-                ("write_count", "disk.write.iops", "ops/s"),
-            ):
+            for field, metric in IO_FIELDS:
                 key = (dev, field)
                 keys.add(key)
                 r = self._rates.rate(key, float(getattr(c, field)), mono)
                 if r is not None:
-                    out.append(Sample(metric, tags, unit, ts, r))
+                    out.append(metric.sample(tags, ts, r))
         self._rates.forget_except(keys)
         return out

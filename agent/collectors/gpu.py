@@ -8,17 +8,31 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agent.collectors.base import CollectorBase, Metric
 from agent.samples import Sample
 
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 
+UTILIZATION = Metric("gpu.utilization.percent", "percent", ("gpu",))
+MEMORY_USED = Metric("gpu.memory.used.bytes", "B", ("gpu",))
+MEMORY_TOTAL = Metric("gpu.memory.total.bytes", "B", ("gpu",))
+TEMPERATURE = Metric("gpu.temperature.celsius", "celsius", ("gpu",))
+POWER = Metric("gpu.power.watts", "W", ("gpu",))
+CLOCK_SM = Metric("gpu.clock.sm.mhz", "MHz", ("gpu",))
+CLOCK_MEM = Metric("gpu.clock.mem.mhz", "MHz", ("gpu",))
+PROCESS_MEMORY = Metric("gpu.process.memory.bytes", "B", ("gpu", "pid"))
 
-class GpuCollector:
+
+class GpuCollector(CollectorBase):
     """NVML is initialised once here; without a driver or a GPU the collector is off (one line)."""
 
     name = "gpu"
+    metrics = (
+        UTILIZATION, MEMORY_USED, MEMORY_TOTAL, TEMPERATURE, POWER, CLOCK_SM, CLOCK_MEM,
+        PROCESS_MEMORY,
+    )  # fmt: skip
 
     def __init__(self, nvml: Any, clock: Callable[[], float] = time.time) -> None:
         self._nvml = nvml
@@ -76,53 +90,50 @@ class GpuCollector:
         if not self.enabled:
             return []
         ts = self._clock() if now is None else now
-        nvml = self._nvml
         out: list[Sample] = []
         for idx, h in enumerate(self._handles):
-            tags = {"gpu": str(idx)}
-            util = self._field(
-                idx, "utilization", lambda h=h: nvml.nvmlDeviceGetUtilizationRates(h)
-            )
-            if util is not None:
-                out.append(Sample("gpu.utilization.percent", tags, "percent", ts, float(util.gpu)))
-            mem = self._field(idx, "memory", lambda h=h: nvml.nvmlDeviceGetMemoryInfo(h))
-            if mem is not None:
-                out.append(Sample("gpu.memory.used.bytes", tags, "B", ts, float(mem.used)))
-                out.append(Sample("gpu.memory.total.bytes", tags, "B", ts, float(mem.total)))
-            temp = self._field(
-                idx,
-                "temperature",
-                lambda h=h: nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU),
-            )
-            if temp is not None:
-                out.append(Sample("gpu.temperature.celsius", tags, "celsius", ts, float(temp)))
-            mw = self._field(idx, "power", lambda h=h: nvml.nvmlDeviceGetPowerUsage(h))
-            if mw is not None:
-                out.append(Sample("gpu.power.watts", tags, "W", ts, mw / 1000.0))
-            for clock_id, field, metric in (
-                (nvml.NVML_CLOCK_SM, "clock_sm", "gpu.clock.sm.mhz"),
-                (nvml.NVML_CLOCK_MEM, "clock_mem", "gpu.clock.mem.mhz"),
-            ):
-                mhz = self._field(
-                    idx, field, lambda h=h, c=clock_id: nvml.nvmlDeviceGetClockInfo(h, c)
-                )
-                if mhz is not None:
-                    out.append(Sample(metric, tags, "MHz", ts, float(mhz)))
-            per_pid: dict[int, int] = {}
-            for field, fn in (
-                ("compute_procs", nvml.nvmlDeviceGetComputeRunningProcesses),
-                ("graphics_procs", nvml.nvmlDeviceGetGraphicsRunningProcesses),
-            ):
-                procs = self._field(idx, field, lambda h=h, fn=fn: fn(h)) or []
-                for p in procs:
-                    used = getattr(p, "usedGpuMemory", None)
-                    if used is not None:  # None: not available (e.g. Windows WDDM, MIG)
-                        per_pid[p.pid] = max(per_pid.get(p.pid, 0), int(used))
-            for pid, used in sorted(per_pid.items()):
-                out.append(
-                    Sample("gpu.process.memory.bytes", {**tags, "pid": str(pid)}, "B", ts, used)
-                )
+            self._device(idx, h, ts, out)
         return out
+
+    def _device(self, idx: int, h: Any, ts: float, out: list[Sample]) -> None:
+        """One GPU's samples; each field that fails is left out alone."""
+        nvml = self._nvml
+        tags = {"gpu": str(idx)}
+        util = self._field(idx, "utilization", lambda: nvml.nvmlDeviceGetUtilizationRates(h))
+        if util is not None:
+            out.append(UTILIZATION.sample(tags, ts, float(util.gpu)))
+        mem = self._field(idx, "memory", lambda: nvml.nvmlDeviceGetMemoryInfo(h))
+        if mem is not None:
+            out.append(MEMORY_USED.sample(tags, ts, float(mem.used)))
+            out.append(MEMORY_TOTAL.sample(tags, ts, float(mem.total)))
+        temp = self._field(
+            idx,
+            "temperature",
+            lambda: nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU),
+        )
+        if temp is not None:
+            out.append(TEMPERATURE.sample(tags, ts, float(temp)))
+        mw = self._field(idx, "power", lambda: nvml.nvmlDeviceGetPowerUsage(h))
+        if mw is not None:
+            out.append(POWER.sample(tags, ts, mw / 1000.0))
+        for clock_id, field, metric in (
+            (nvml.NVML_CLOCK_SM, "clock_sm", CLOCK_SM),
+            (nvml.NVML_CLOCK_MEM, "clock_mem", CLOCK_MEM),
+        ):
+            mhz = self._field(idx, field, lambda c=clock_id: nvml.nvmlDeviceGetClockInfo(h, c))
+            if mhz is not None:
+                out.append(metric.sample(tags, ts, float(mhz)))
+        per_pid: dict[int, int] = {}
+        for field, fn in (
+            ("compute_procs", nvml.nvmlDeviceGetComputeRunningProcesses),
+            ("graphics_procs", nvml.nvmlDeviceGetGraphicsRunningProcesses),
+        ):
+            for p in self._field(idx, field, lambda fn=fn: fn(h)) or []:
+                used = getattr(p, "usedGpuMemory", None)
+                if used is not None:  # None: not available (e.g. Windows WDDM, MIG)
+                    per_pid[p.pid] = max(per_pid.get(p.pid, 0), int(used))
+        for pid, used in sorted(per_pid.items()):
+            out.append(PROCESS_MEMORY.sample({**tags, "pid": str(pid)}, ts, used))
 
     def process_memory(self, pid: int) -> float | None:
         """GPU memory a process holds on all GPUs (the probe's own figure); None if unknown."""

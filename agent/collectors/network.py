@@ -6,23 +6,24 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from agent.collectors.base import RateTracker
+from agent.collectors.base import CollectorBase, Metric, RateTracker
 from agent.samples import Sample, tag_value
 
-FIELDS = (
-    ("bytes_recv", "net.recv.bytes_per_s", "B/s"),
-    ("bytes_sent", "net.sent.bytes_per_s", "B/s"),
-    ("packets_recv", "net.recv.packets_per_s", "packets/s"),
-    ("packets_sent", "net.sent.packets_per_s", "packets/s"),
-    ("errin", "net.errors.in_per_s", "errors/s"),
-    ("errout", "net.errors.out_per_s", "errors/s"),
+FIELDS = (  # psutil counter -> the rate metric made of it
+    ("bytes_recv", Metric("net.recv.bytes_per_s", "B/s", ("interface",))),
+    ("bytes_sent", Metric("net.sent.bytes_per_s", "B/s", ("interface",))),
+    ("packets_recv", Metric("net.recv.packets_per_s", "packets/s", ("interface",))),
+    ("packets_sent", Metric("net.sent.packets_per_s", "packets/s", ("interface",))),
+    ("errin", Metric("net.errors.in_per_s", "errors/s", ("interface",))),
+    ("errout", Metric("net.errors.out_per_s", "errors/s", ("interface",))),
 )
 
 
-class NetworkCollector:
+class NetworkCollector(CollectorBase):
     """Rates from counter deltas; the loopback interface is skipped by default."""
 
     name = "network"
+    metrics = tuple(metric for _, metric in FIELDS)
 
     def __init__(
         self,
@@ -47,11 +48,11 @@ class NetworkCollector:
             if nic in self._skip:
                 continue
             tags = {"interface": tag_value(nic)}
-            for field, metric, unit in FIELDS:
+            for field, metric in FIELDS:
                 key = (nic, field)
                 keys.add(key)
                 r = self._rates.rate(key, float(getattr(c, field)), mono)
                 if r is not None:
-                    out.append(Sample(metric, tags, unit, ts, r))
+                    out.append(metric.sample(tags, ts, r))
         self._rates.forget_except(keys)
         return out

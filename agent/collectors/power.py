@@ -8,17 +8,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.collectors.base import CollectorBase, Metric
 from agent.samples import Sample
 
 log = logging.getLogger(__name__)
 
 ZONE_RE = re.compile(r"[a-z]+-rapl:\d+")  # top-level zones only (sub-zones have two colons)
+PACKAGE_WATTS = Metric("power.cpu_package.watts", "W", ("package",))
 
 
-class PowerCollector:
+class PowerCollector(CollectorBase):
     """Energy counters wrap at max_energy_range_uj; the wrap is undone before dividing by time."""
 
     name = "power"
+    metrics = (PACKAGE_WATTS,)
 
     def __init__(
         self,
@@ -80,13 +83,6 @@ class PowerCollector:
                 if max_range <= 0:
                     continue
                 delta += max_range
-            out.append(
-                Sample(
-                    "power.cpu_package.watts",
-                    {"package": package},
-                    "W",
-                    ts,
-                    delta / 1e6 / (mono - prev[1]),
-                )
-            )
+            watts = delta / 1e6 / (mono - prev[1])
+            out.append(PACKAGE_WATTS.sample({"package": package}, ts, watts))
         return out

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.collectors.base import CollectorBase, Metric
 from agent.config import WatchSpec
 from agent.samples import Sample
 
@@ -34,14 +35,20 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 MAX_OPEN = 400  # watched processes whose files stay open (2 fds each); the rest are reopened
 
+CPU_PERCENT = Metric("proc.cpu.percent", "percent", ("process",))  # of one core, group summed
+RSS = Metric("proc.rss.bytes", "B", ("process",))
 
-def _read_file(path: Path | str) -> bytes | None:
+
+def _read_file(path: Path | str, limit: int = 4096, whole: bool = False) -> bytes | None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
-        return os.read(fd, 4096)
+        data = os.read(fd, limit)
+        while whole and len(data) < limit and (more := os.read(fd, limit - len(data))):
+            data += more
+        return data
     except OSError:
         return None
     finally:
@@ -103,10 +110,15 @@ def scan_psutil(psutil: Any) -> dict[int, Row]:
     return table
 
 
-class ProcessCollector:
-    """Refreshes the watched groups at a lower rate than it samples them."""
+class ProcessCollector(CollectorBase):
+    """Refreshes the watched groups at a lower rate than it samples them.
+
+    proc_root is the procfs to read (the host's, mounted elsewhere, in a container): every
+    per-process file (stat, statm, cmdline) is read under it; psutil only where it is None.
+    """
 
     name = "processes"
+    metrics = (CPU_PERCENT, RSS)
 
     def __init__(
         self,
@@ -135,17 +147,25 @@ class ProcessCollector:
         self._prev_mono: float | None = None
         self._refreshed_at: float | None = None
         self.enabled = bool(self._watch)
-        self.last_refresh_ms = 0.0
+        if not self.enabled:
+            log.info("processes collector off: nothing to watch (FLEETPULSE_WATCH is empty)")
 
     def _cmdline(self, key: tuple[int, int]) -> str:
         text = self._cmdlines.get(key)
         if text is None:
-            try:
-                text = " ".join(self._ps.Process(key[0]).cmdline())
-            except Exception:  # gone, zombie or access denied: no command line to match
-                text = ""
+            text = self._read_cmdline(key[0])
             self._cmdlines[key] = text
         return text
+
+    def _read_cmdline(self, pid: int) -> str:
+        """Arguments joined by spaces; empty for a process gone, a zombie or one not ours."""
+        if self._proc_root is not None:
+            raw = _read_file(f"{self._proc_root}/{pid}/cmdline", 1 << 17, whole=True)
+            return raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace") if raw else ""
+        try:
+            return " ".join(self._ps.Process(pid).cmdline())
+        except Exception:  # gone, zombie or access denied: no command line to match
+            return ""
 
     def _matches(self, spec: WatchSpec, pid: int, row: Row) -> bool:
         if spec.kind == "pid":
@@ -164,10 +184,8 @@ class ProcessCollector:
 
     def refresh(self) -> None:
         """Read the whole process table now and rebuild the groups (first round; no /proc)."""
-        start = time.perf_counter()
         root = self._proc_root
         self._apply(scan_proc(root) if root is not None else scan_psutil(self._ps))
-        self.last_refresh_ms = (time.perf_counter() - start) * 1000
 
     def _scan_step(self, dt: float | None) -> None:
         """Read one slice of /proc per round, so a whole pass is spread over about refresh_s.
@@ -191,9 +209,7 @@ class ProcessCollector:
                 self._partial[int(entry)] = row
         self._slices -= 1
         if not self._pending:
-            start = time.perf_counter()
             self._apply(self._partial)
-            self.last_refresh_ms = (time.perf_counter() - start) * 1000
             self._pending, self._partial = None, {}
 
     def _apply(self, table: dict[int, Row]) -> None:
@@ -325,7 +341,7 @@ class ProcessCollector:
             tags = {"process": name}
             if dt is not None and dt > 0:
                 pct = round(100.0 * cpu_delta / dt, 3)
-                out.append(Sample("proc.cpu.percent", tags, "percent", ts, pct))
-            out.append(Sample("proc.rss.bytes", tags, "B", ts, float(rss)))
+                out.append(CPU_PERCENT.sample(tags, ts, pct))
+            out.append(RSS.sample(tags, ts, float(rss)))
         self._prev_cpu, self._prev_mono = cpu_now, mono
         return out
