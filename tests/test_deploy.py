@@ -186,8 +186,8 @@ def test_api_service(compose):
     api = compose["services"]["api"]
     env = env_list_to_dict(api["environment"])
     assert env["FLEETPULSE_STORAGE_URL"].startswith("influxdb2://influxdb:8086/?org=")
-    assert env["FLEETPULSE_INFLUXDB_TOKEN"] == "${FLEETPULSE_INFLUXDB_TOKEN}"
-    assert env["FLEETPULSE_ADMIN_TOKEN"] == "${FLEETPULSE_ADMIN_TOKEN}"
+    assert required_var(env["FLEETPULSE_INFLUXDB_TOKEN"]) == "FLEETPULSE_INFLUXDB_TOKEN"
+    assert required_var(env["FLEETPULSE_ADMIN_TOKEN"]) == "FLEETPULSE_ADMIN_TOKEN"
     assert env["FLEETPULSE_METADATA_PATH"] == "/data/meta.db"
     assert "/data" in mounts(api)
     assert api["depends_on"]["influxdb"]["condition"] == "service_healthy"
@@ -199,7 +199,7 @@ def test_api_service(compose):
 def test_influxdb_2x_first_start_setup(compose):
     env = env_list_to_dict(compose["services"]["influxdb"]["environment"])
     assert env["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
-    assert env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"] == "${FLEETPULSE_INFLUXDB_TOKEN}"
+    assert required_var(env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"]) == "FLEETPULSE_INFLUXDB_TOKEN"
     assert env["DOCKER_INFLUXDB_INIT_BUCKET"] == f"{DATABASE}/rp_30s"
     for key in ("USERNAME", "PASSWORD", "ORG"):
         assert env[f"DOCKER_INFLUXDB_INIT_{key}"].startswith("${")
@@ -256,15 +256,47 @@ def test_every_compose_variable_is_documented_in_sample_env():
             assert re.search(rf"#[^\n]*\n(?:[A-Z0-9_]+=[^\n]*\n)*{var}=", text), var
 
 
+def required_var(value: str) -> str | None:
+    """VAR of a required `${VAR:?message}` whose message names VAR and sample.env, else None."""
+    m = re.fullmatch(r"\$\{([A-Z0-9_]+):\?([^}]*)\}", value)
+    return m.group(1) if m and m.group(1) in m.group(2) and "sample.env" in m.group(2) else None
+
+
+# Without these a stack would start with a blank password or token (InfluxDB set up with an
+# empty operator token, Grafana with its default admin password): compose must stop instead.
+REQUIRED = {
+    "INFLUXDB_ADMIN_USER",
+    "INFLUXDB_ADMIN_PASSWORD",
+    "FLEETPULSE_INFLUXDB_TOKEN",
+    "GRAFANA_INFLUXDB_TOKEN",
+    "FLEETPULSE_ADMIN_TOKEN",
+    "FLEETPULSE_AGENT_TOKEN",
+    "GRAFANA_ADMIN_PASSWORD",
+    "INFLUXDB_READ_PASSWORD",
+}
+
+
 def test_no_secret_is_written_into_the_compose_files():
     for path in (COMPOSE, COMPOSE_1X):
         doc = load_yaml(path)
         for name, svc in doc["services"].items():
             for key, value in env_list_to_dict(svc.get("environment")).items():
                 if re.search(r"TOKEN|PASSWORD|SECRET", key):
-                    assert value == "" or re.fullmatch(r"\$\{[A-Z0-9_]+(:-)?\}", value), (
-                        f"{path.name}: {name}.{key} must come from .env"
+                    assert value == "" or required_var(value), (
+                        f"{path.name}: {name}.{key} must come from .env as "
+                        "${VAR:?set VAR in .env (see sample.env)}"
                     )
+
+
+def test_required_secrets_stop_compose_with_a_message():
+    """Every use of a required variable is `${VAR:?...}`, in both files."""
+    seen = set()
+    for path in (COMPOSE, COMPOSE_1X):
+        for m in re.finditer(r"\$\{([A-Z0-9_]+)([^}]*)\}", path.read_text()):
+            if m.group(1) in REQUIRED:
+                seen.add(m.group(1))
+                assert required_var(m.group(0)) == m.group(1), f"{path.name}: {m.group(0)}"
+    assert seen == REQUIRED
 
 
 def test_env_file_is_ignored_by_git_and_docker():
@@ -309,18 +341,53 @@ def test_docker_compose_config_is_valid(files, tmp_path):
         assert merged["services"]["influxdb"]["image"].startswith("influxdb:1.8.")
 
 
-def test_make_compose_check_command_passes():
-    """What `make compose-check` runs: no .env needed."""
+@pytest.mark.parametrize(
+    "files",
+    [("docker-compose.yml",), ("docker-compose.yml", "docker-compose.influxdb1.yml")],
+    ids=["influxdb2", "influxdb1"],
+)
+def test_docker_compose_config_without_env_stops_naming_the_variable(files, tmp_path):
+    """No `.env`: compose refuses, naming a missing secret, instead of starting blank ones."""
     exe = docker_compose()
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    args = [exe, "--env-file", str(empty)]
+    for f in files:
+        args += ["-f", str(ROOT / f)]
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
     run = subprocess.run(
-        [exe, "-f", "docker-compose.yml", "config", "-q"],
+        [*args, "config", "-q"],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert run.returncode == 0, run.stderr
+    assert run.returncode != 0, "compose accepted a stack with blank secrets"
+    named = [v for v in REQUIRED if f"set {v} in .env (see sample.env)" in run.stderr]
+    assert named, run.stderr
+
+
+def test_make_compose_check_validates_both_files_with_sample_env(tmp_path):
+    """`make compose-check` passes in CI (no .env there): both stacks, with sample.env."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    docker_compose()
+    run = subprocess.run(
+        ["make", "--no-print-directory", "compose-check"],
+        cwd=ROOT,
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    commands = [line for line in run.stdout.splitlines() if " config" in line]
+    assert len(commands) == 2, run.stdout
+    assert all("--env-file sample.env" in c for c in commands), run.stdout
+    assert "docker-compose.influxdb1.yml" in commands[1], run.stdout
 
 
 # --- Grafana provisioning -------------------------------------------------------------
