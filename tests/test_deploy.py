@@ -7,6 +7,7 @@ run outside Docker (marker `e2e`).
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import importlib.metadata
 import json
@@ -933,3 +934,179 @@ def test_architecture_diagram_renders_and_names_the_parts(tmp_path):
     )
     assert run.returncode == 0 and not run.stderr.strip(), run.stderr
     assert out.stat().st_size > 0
+
+
+# --- the docs point at files that exist and document every setting ------------------------
+
+DOCS = [
+    ROOT / "README.md",
+    ROOT / "DESIGN.md",
+    ROOT / "SECURITY.md",
+    SAMPLE_ENV,
+    *sorted(p for p in (ROOT / "deploy").rglob("*") if p.is_file() and p.suffix != ".json"),
+]
+EXTENSIONLESS = {"Dockerfile", "Makefile"}
+OUTSIDE = {"CONTRACT.md"}  # the public contract, ../shared/CONTRACT.md
+RUNTIME = {"var", ".venv"}  # made by `make run` / `make venv`, ignored by git
+
+
+def looks_like_a_repo_file(ref: str) -> bool:
+    """A repo-relative file or folder: `deploy/x.service`, `DESIGN.md`, `deploy/grafana/`."""
+    if not re.fullmatch(r"(\.\./)*[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/?", ref):
+        return False
+    if ref.startswith("../") or ref in OUTSIDE:
+        return False  # outside the repository
+    ref = ref.removeprefix("./")
+    if ref.split("/")[0] in RUNTIME:
+        return False
+    first, *_ = ref.split("/")
+    last = ref.rstrip("/").rsplit("/", 1)[-1]
+    if "/" in ref.rstrip("/"):
+        # a path: it is the repo's when its first part is one of the repo's top-level entries
+        return (ROOT / first).exists() or first in {"deploy", "scripts", "bench", "tests"}
+    # a bare name: a file at the top level (README.md, sample.env, Dockerfile ...)
+    return last in EXTENSIONLESS or bool(
+        re.fullmatch(r"[A-Za-z0-9_.-]+\.(md|env|yml|yaml|py|sh|service|dot|png|toml|txt)", last)
+    )
+
+
+def doc_refs(path: Path) -> set[str]:
+    text = path.read_text()
+    refs: set[str] = set()
+    if path.suffix == ".md":
+        text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)  # fenced code is commands
+        refs |= set(re.findall(r"`([^`\n]+)`", text))
+        refs |= set(re.findall(r"\]\(([^)#\s]+)", text))
+    # any file path in running text (comments of sample.env, the unit, the Grafana files ...)
+    path_re = r"(?<![\w/.$~:-])(?:[A-Za-z0-9_-]+/)+[A-Za-z0-9_.-]*[A-Za-z0-9_](?![\w<*{$/-])"
+    refs |= set(re.findall(path_re, text))
+    refs |= set(re.findall(r"(?<![\w/.$~-])[A-Za-z0-9_-]+\.(?:md|env)\b", text))
+    return {r for r in refs if looks_like_a_repo_file(r)}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[str(p.relative_to(ROOT)) for p in DOCS])
+def test_every_file_a_doc_names_exists(doc):
+    missing = []
+    for ref in sorted(doc_refs(doc)):
+        if not ((ROOT / ref).exists() or (doc.parent / ref).exists()):
+            missing.append(ref)
+    assert not missing, f"{doc.relative_to(ROOT)} names files that do not exist: {missing}"
+
+
+def settings_variables() -> set[str]:
+    """Every FLEETPULSE_* variable the server, gunicorn and the agent read (from their text)."""
+    found: set[str] = set()
+    texts = {
+        name: (ROOT / name).read_text()
+        for name in ("app/settings.py", "gunicorn.conf.py", "agent/config.py")
+    }
+    for text in texts.values():
+        found |= set(re.findall(r"FLEETPULSE_[A-Z0-9_]*[A-Z0-9]", text))
+    # app/settings.py: each field of Settings is FLEETPULSE_<FIELD>, except those it renames
+    tree = ast.parse(texts["app/settings.py"])
+    (settings,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings"]
+    renamed: dict[str, str] = {}
+    for node in ast.walk(settings):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "names":
+            renamed = ast.literal_eval(node.value)
+    for node in settings.body:
+        if isinstance(node, ast.AnnAssign):
+            field = node.target.id
+            found.add(renamed.get(field, "FLEETPULSE_" + field.upper()))
+    # agent/config.py: every key of `known` is FLEETPULSE_<KEY>
+    for node in ast.walk(ast.parse(texts["agent/config.py"])):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "known":
+            found |= {"FLEETPULSE_" + k.upper() for k in ast.literal_eval(node.value)}
+    return found
+
+
+def readme_table_variables() -> set[str]:
+    """FLEETPULSE_* names in the first column of the README's configuration tables."""
+    out: set[str] = set()
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("| `FLEETPULSE_"):
+            first = line.split("|")[1]
+            out |= set(re.findall(r"`(FLEETPULSE_[A-Z0-9_]+)`", first))
+    return out
+
+
+def test_every_setting_is_in_the_readme_configuration_tables():
+    read = settings_variables()
+    assert {"FLEETPULSE_STORAGE_URL", "FLEETPULSE_WORKERS", "FLEETPULSE_URL"} <= read
+    missing = sorted(read - readme_table_variables())
+    assert not missing, f"read by the code, missing from README's configuration tables: {missing}"
+
+
+# --- the systemd unit of the agent and the README's install steps --------------------------
+
+UNIT = ROOT / "deploy" / "fleetpulse-agent.service"
+AGENT_USER = "fleetpulse-agent"
+
+
+def unit_settings() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", ";", "[")):
+            key, _, value = line.partition("=")
+            out.setdefault(key.strip(), []).append(value.strip())
+    return out
+
+
+def readme_install_steps() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Installing the agent (systemd)", 1)[1]
+    return section.split("```sh", 1)[1].split("```", 1)[0]
+
+
+def test_agent_unit_runs_as_its_own_user_with_a_state_directory():
+    unit = unit_settings()
+    assert unit["User"] == [AGENT_USER] and unit["Group"] == [AGENT_USER]
+    assert "DynamicUser" not in unit, "the token file is owned by a fixed user"
+    assert unit["StateDirectory"] == [AGENT_USER]
+    assert unit["Environment"].count(f"FLEETPULSE_SPOOL_DIR=/var/lib/{AGENT_USER}") == 1
+    # hardening that still lets psutil read every process in /proc and the host's /sys
+    assert unit["NoNewPrivileges"] == ["yes"] and unit["ProtectSystem"] == ["strict"]
+    hiding = ("ProtectProc", "ProcSubset", "PrivateDevices", "DeviceAllow", "ProtectClock")
+    for hides_data in (*hiding, "PrivateNetwork"):
+        assert hides_data not in unit, f"{hides_data} hides what the collectors read"
+    assert unit.get("ProtectHome", ["read-only"]) == ["read-only"], "disk usage of /home"
+    # everything it points at is put there by the README's install steps
+    steps = readme_install_steps()
+    for doc in unit.get("Documentation", []):
+        for url in doc.split():
+            assert url.startswith("file:///"), url
+            assert url.removeprefix("file://") in steps, f"the install never puts {url} there"
+    assert re.search(rf"useradd\b[^\n]*--system[^\n]*\b{AGENT_USER}\b", steps)
+    token = "/etc/fleetpulse-agent/token"
+    assert re.search(rf"install\b[^\n]*-o {AGENT_USER}\b[^\n]*-m 0?600\b[^\n]*{token}", steps), (
+        "the token file: owned by the agent's user, mode 0600"
+    )
+
+
+def test_readme_describes_the_unit_as_it_is():
+    text = (ROOT / "README.md").read_text()
+    unit = unit_settings()
+    for value in re.findall(r"`StateDirectory=([^`]+)`", text):
+        assert [value] == unit["StateDirectory"]
+    assert "DynamicUser" not in text
+    assert f"`User={AGENT_USER}`" in text
+
+
+def test_agent_unit_passes_systemd_analyze_verify(tmp_path):
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        pytest.skip("systemd-analyze is not installed")
+    # The install's paths do not exist here: point ExecStart at this venv's python.
+    unit = tmp_path / UNIT.name
+    unit.write_text(
+        UNIT.read_text().replace("/opt/fleetpulse-agent/venv/bin/python", sys.executable)
+    )
+    run = subprocess.run(
+        [exe, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
+    )
+    complaints = [
+        line
+        for line in (run.stdout + run.stderr).splitlines()
+        if UNIT.name in line or "Unknown" in line or "ignoring" in line.lower()
+    ]
+    assert run.returncode == 0 and not complaints, run.stdout + run.stderr
