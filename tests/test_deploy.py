@@ -228,6 +228,14 @@ def test_agent_service_reports_the_docker_host(compose):
     assert env["FLEETPULSE_ROOTFS"] == "/rootfs"
 
 
+def test_design_describes_the_agent_containers_network(compose):
+    assert compose["services"]["agent"]["network_mode"] == "host"
+    design = (ROOT / "DESIGN.md").read_text()
+    section = design.split("### The agent container", 1)[1].split("\n### ", 1)[0]
+    assert "`network_mode: host`" in section
+    assert "own network namespace" not in design and "http://api:8000" not in design
+
+
 def test_influxdb_1x_variant(compose, compose_1x):
     svc = compose_1x["services"]
     env = env_list_to_dict(svc["api"]["environment"])
