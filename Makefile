@@ -65,8 +65,13 @@ fuzz: $(STAMP) ## schemathesis fuzz from the OpenAPI against a real gunicorn
 diagram: ## regenerate architecture_diagram.png from architecture_diagram.dot
 	dot -Tpng -Gdpi=110 architecture_diagram.dot -o architecture_diagram.png
 
-compose-check: ## validate docker-compose.yml offline
-	docker-compose -f docker-compose.yml config -q
+# The v2 plugin (`docker compose`) where installed, else the standalone `docker-compose`: both
+# read these files the same way.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+compose-check: ## validate both compose stacks offline, with sample.env's values (no .env needed)
+	$(COMPOSE) --env-file sample.env -f docker-compose.yml config -q
+	$(COMPOSE) --env-file sample.env -f docker-compose.yml -f docker-compose.influxdb1.yml config -q
 
 clean: ## remove the venv and local data
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

@@ -7,6 +7,7 @@ run outside Docker (marker `e2e`).
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import importlib.metadata
 import json
@@ -186,8 +187,8 @@ def test_api_service(compose):
     api = compose["services"]["api"]
     env = env_list_to_dict(api["environment"])
     assert env["FLEETPULSE_STORAGE_URL"].startswith("influxdb2://influxdb:8086/?org=")
-    assert env["FLEETPULSE_INFLUXDB_TOKEN"] == "${FLEETPULSE_INFLUXDB_TOKEN}"
-    assert env["FLEETPULSE_ADMIN_TOKEN"] == "${FLEETPULSE_ADMIN_TOKEN}"
+    assert required_var(env["FLEETPULSE_INFLUXDB_TOKEN"]) == "FLEETPULSE_INFLUXDB_TOKEN"
+    assert required_var(env["FLEETPULSE_ADMIN_TOKEN"]) == "FLEETPULSE_ADMIN_TOKEN"
     assert env["FLEETPULSE_METADATA_PATH"] == "/data/meta.db"
     assert "/data" in mounts(api)
     assert api["depends_on"]["influxdb"]["condition"] == "service_healthy"
@@ -199,7 +200,7 @@ def test_api_service(compose):
 def test_influxdb_2x_first_start_setup(compose):
     env = env_list_to_dict(compose["services"]["influxdb"]["environment"])
     assert env["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
-    assert env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"] == "${FLEETPULSE_INFLUXDB_TOKEN}"
+    assert required_var(env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"]) == "FLEETPULSE_INFLUXDB_TOKEN"
     assert env["DOCKER_INFLUXDB_INIT_BUCKET"] == f"{DATABASE}/rp_30s"
     for key in ("USERNAME", "PASSWORD", "ORG"):
         assert env[f"DOCKER_INFLUXDB_INIT_{key}"].startswith("${")
@@ -225,6 +226,14 @@ def test_agent_service_reports_the_docker_host(compose):
     assert env["FLEETPULSE_PROCFS"] == "/host/proc"
     assert env["FLEETPULSE_SYSFS"] == "/host/sys"
     assert env["FLEETPULSE_ROOTFS"] == "/rootfs"
+
+
+def test_design_describes_the_agent_containers_network(compose):
+    assert compose["services"]["agent"]["network_mode"] == "host"
+    design = (ROOT / "DESIGN.md").read_text()
+    section = design.split("### The agent container", 1)[1].split("\n### ", 1)[0]
+    assert "`network_mode: host`" in section
+    assert "own network namespace" not in design and "http://api:8000" not in design
 
 
 def test_influxdb_1x_variant(compose, compose_1x):
@@ -256,15 +265,47 @@ def test_every_compose_variable_is_documented_in_sample_env():
             assert re.search(rf"#[^\n]*\n(?:[A-Z0-9_]+=[^\n]*\n)*{var}=", text), var
 
 
+def required_var(value: str) -> str | None:
+    """VAR of a required `${VAR:?message}` whose message names VAR and sample.env, else None."""
+    m = re.fullmatch(r"\$\{([A-Z0-9_]+):\?([^}]*)\}", value)
+    return m.group(1) if m and m.group(1) in m.group(2) and "sample.env" in m.group(2) else None
+
+
+# Without these a stack would start with a blank password or token (InfluxDB set up with an
+# empty operator token, Grafana with its default admin password): compose must stop instead.
+REQUIRED = {
+    "INFLUXDB_ADMIN_USER",
+    "INFLUXDB_ADMIN_PASSWORD",
+    "FLEETPULSE_INFLUXDB_TOKEN",
+    "GRAFANA_INFLUXDB_TOKEN",
+    "FLEETPULSE_ADMIN_TOKEN",
+    "FLEETPULSE_AGENT_TOKEN",
+    "GRAFANA_ADMIN_PASSWORD",
+    "INFLUXDB_READ_PASSWORD",
+}
+
+
 def test_no_secret_is_written_into_the_compose_files():
     for path in (COMPOSE, COMPOSE_1X):
         doc = load_yaml(path)
         for name, svc in doc["services"].items():
             for key, value in env_list_to_dict(svc.get("environment")).items():
                 if re.search(r"TOKEN|PASSWORD|SECRET", key):
-                    assert value == "" or re.fullmatch(r"\$\{[A-Z0-9_]+(:-)?\}", value), (
-                        f"{path.name}: {name}.{key} must come from .env"
+                    assert value == "" or required_var(value), (
+                        f"{path.name}: {name}.{key} must come from .env as "
+                        "${VAR:?set VAR in .env (see sample.env)}"
                     )
+
+
+def test_required_secrets_stop_compose_with_a_message():
+    """Every use of a required variable is `${VAR:?...}`, in both files."""
+    seen = set()
+    for path in (COMPOSE, COMPOSE_1X):
+        for m in re.finditer(r"\$\{([A-Z0-9_]+)([^}]*)\}", path.read_text()):
+            if m.group(1) in REQUIRED:
+                seen.add(m.group(1))
+                assert required_var(m.group(0)) == m.group(1), f"{path.name}: {m.group(0)}"
+    assert seen == REQUIRED
 
 
 def test_env_file_is_ignored_by_git_and_docker():
@@ -309,18 +350,53 @@ def test_docker_compose_config_is_valid(files, tmp_path):
         assert merged["services"]["influxdb"]["image"].startswith("influxdb:1.8.")
 
 
-def test_make_compose_check_command_passes():
-    """What `make compose-check` runs: no .env needed."""
+@pytest.mark.parametrize(
+    "files",
+    [("docker-compose.yml",), ("docker-compose.yml", "docker-compose.influxdb1.yml")],
+    ids=["influxdb2", "influxdb1"],
+)
+def test_docker_compose_config_without_env_stops_naming_the_variable(files, tmp_path):
+    """No `.env`: compose refuses, naming a missing secret, instead of starting blank ones."""
     exe = docker_compose()
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    args = [exe, "--env-file", str(empty)]
+    for f in files:
+        args += ["-f", str(ROOT / f)]
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
     run = subprocess.run(
-        [exe, "-f", "docker-compose.yml", "config", "-q"],
+        [*args, "config", "-q"],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert run.returncode == 0, run.stderr
+    assert run.returncode != 0, "compose accepted a stack with blank secrets"
+    named = [v for v in REQUIRED if f"set {v} in .env (see sample.env)" in run.stderr]
+    assert named, run.stderr
+
+
+def test_make_compose_check_validates_both_files_with_sample_env(tmp_path):
+    """`make compose-check` passes in CI (no .env there): both stacks, with sample.env."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    docker_compose()
+    run = subprocess.run(
+        ["make", "--no-print-directory", "compose-check"],
+        cwd=ROOT,
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    commands = [line for line in run.stdout.splitlines() if " config" in line]
+    assert len(commands) == 2, run.stdout
+    assert all("--env-file sample.env" in c for c in commands), run.stdout
+    assert "docker-compose.influxdb1.yml" in commands[1], run.stdout
 
 
 # --- Grafana provisioning -------------------------------------------------------------
@@ -866,3 +942,179 @@ def test_architecture_diagram_renders_and_names_the_parts(tmp_path):
     )
     assert run.returncode == 0 and not run.stderr.strip(), run.stderr
     assert out.stat().st_size > 0
+
+
+# --- the docs point at files that exist and document every setting ------------------------
+
+DOCS = [
+    ROOT / "README.md",
+    ROOT / "DESIGN.md",
+    ROOT / "SECURITY.md",
+    SAMPLE_ENV,
+    *sorted(p for p in (ROOT / "deploy").rglob("*") if p.is_file() and p.suffix != ".json"),
+]
+EXTENSIONLESS = {"Dockerfile", "Makefile"}
+OUTSIDE = {"CONTRACT.md"}  # the public contract, ../shared/CONTRACT.md
+RUNTIME = {"var", ".venv"}  # made by `make run` / `make venv`, ignored by git
+
+
+def looks_like_a_repo_file(ref: str) -> bool:
+    """A repo-relative file or folder: `deploy/x.service`, `DESIGN.md`, `deploy/grafana/`."""
+    if not re.fullmatch(r"(\.\./)*[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/?", ref):
+        return False
+    if ref.startswith("../") or ref in OUTSIDE:
+        return False  # outside the repository
+    ref = ref.removeprefix("./")
+    if ref.split("/")[0] in RUNTIME:
+        return False
+    first, *_ = ref.split("/")
+    last = ref.rstrip("/").rsplit("/", 1)[-1]
+    if "/" in ref.rstrip("/"):
+        # a path: it is the repo's when its first part is one of the repo's top-level entries
+        return (ROOT / first).exists() or first in {"deploy", "scripts", "bench", "tests"}
+    # a bare name: a file at the top level (README.md, sample.env, Dockerfile ...)
+    return last in EXTENSIONLESS or bool(
+        re.fullmatch(r"[A-Za-z0-9_.-]+\.(md|env|yml|yaml|py|sh|service|dot|png|toml|txt)", last)
+    )
+
+
+def doc_refs(path: Path) -> set[str]:
+    text = path.read_text()
+    refs: set[str] = set()
+    if path.suffix == ".md":
+        text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)  # fenced code is commands
+        refs |= set(re.findall(r"`([^`\n]+)`", text))
+        refs |= set(re.findall(r"\]\(([^)#\s]+)", text))
+    # any file path in running text (comments of sample.env, the unit, the Grafana files ...)
+    path_re = r"(?<![\w/.$~:-])(?:[A-Za-z0-9_-]+/)+[A-Za-z0-9_.-]*[A-Za-z0-9_](?![\w<*{$/-])"
+    refs |= set(re.findall(path_re, text))
+    refs |= set(re.findall(r"(?<![\w/.$~-])[A-Za-z0-9_-]+\.(?:md|env)\b", text))
+    return {r for r in refs if looks_like_a_repo_file(r)}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[str(p.relative_to(ROOT)) for p in DOCS])
+def test_every_file_a_doc_names_exists(doc):
+    missing = []
+    for ref in sorted(doc_refs(doc)):
+        if not ((ROOT / ref).exists() or (doc.parent / ref).exists()):
+            missing.append(ref)
+    assert not missing, f"{doc.relative_to(ROOT)} names files that do not exist: {missing}"
+
+
+def settings_variables() -> set[str]:
+    """Every FLEETPULSE_* variable the server, gunicorn and the agent read (from their text)."""
+    found: set[str] = set()
+    texts = {
+        name: (ROOT / name).read_text()
+        for name in ("app/settings.py", "gunicorn.conf.py", "agent/config.py")
+    }
+    for text in texts.values():
+        found |= set(re.findall(r"FLEETPULSE_[A-Z0-9_]*[A-Z0-9]", text))
+    # app/settings.py: each field of Settings is FLEETPULSE_<FIELD>, except those it renames
+    tree = ast.parse(texts["app/settings.py"])
+    (settings,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings"]
+    renamed: dict[str, str] = {}
+    for node in ast.walk(settings):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "names":
+            renamed = ast.literal_eval(node.value)
+    for node in settings.body:
+        if isinstance(node, ast.AnnAssign):
+            field = node.target.id
+            found.add(renamed.get(field, "FLEETPULSE_" + field.upper()))
+    # agent/config.py: every key of `known` is FLEETPULSE_<KEY>
+    for node in ast.walk(ast.parse(texts["agent/config.py"])):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "known":
+            found |= {"FLEETPULSE_" + k.upper() for k in ast.literal_eval(node.value)}
+    return found
+
+
+def readme_table_variables() -> set[str]:
+    """FLEETPULSE_* names in the first column of the README's configuration tables."""
+    out: set[str] = set()
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("| `FLEETPULSE_"):
+            first = line.split("|")[1]
+            out |= set(re.findall(r"`(FLEETPULSE_[A-Z0-9_]+)`", first))
+    return out
+
+
+def test_every_setting_is_in_the_readme_configuration_tables():
+    read = settings_variables()
+    assert {"FLEETPULSE_STORAGE_URL", "FLEETPULSE_WORKERS", "FLEETPULSE_URL"} <= read
+    missing = sorted(read - readme_table_variables())
+    assert not missing, f"read by the code, missing from README's configuration tables: {missing}"
+
+
+# --- the systemd unit of the agent and the README's install steps --------------------------
+
+UNIT = ROOT / "deploy" / "fleetpulse-agent.service"
+AGENT_USER = "fleetpulse-agent"
+
+
+def unit_settings() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", ";", "[")):
+            key, _, value = line.partition("=")
+            out.setdefault(key.strip(), []).append(value.strip())
+    return out
+
+
+def readme_install_steps() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Installing the agent (systemd)", 1)[1]
+    return section.split("```sh", 1)[1].split("```", 1)[0]
+
+
+def test_agent_unit_runs_as_its_own_user_with_a_state_directory():
+    unit = unit_settings()
+    assert unit["User"] == [AGENT_USER] and unit["Group"] == [AGENT_USER]
+    assert "DynamicUser" not in unit, "the token file is owned by a fixed user"
+    assert unit["StateDirectory"] == [AGENT_USER]
+    assert unit["Environment"].count(f"FLEETPULSE_SPOOL_DIR=/var/lib/{AGENT_USER}") == 1
+    # hardening that still lets psutil read every process in /proc and the host's /sys
+    assert unit["NoNewPrivileges"] == ["yes"] and unit["ProtectSystem"] == ["strict"]
+    hiding = ("ProtectProc", "ProcSubset", "PrivateDevices", "DeviceAllow", "ProtectClock")
+    for hides_data in (*hiding, "PrivateNetwork"):
+        assert hides_data not in unit, f"{hides_data} hides what the collectors read"
+    assert unit.get("ProtectHome", ["read-only"]) == ["read-only"], "disk usage of /home"
+    # everything it points at is put there by the README's install steps
+    steps = readme_install_steps()
+    for doc in unit.get("Documentation", []):
+        for url in doc.split():
+            assert url.startswith("file:///"), url
+            assert url.removeprefix("file://") in steps, f"the install never puts {url} there"
+    assert re.search(rf"useradd\b[^\n]*--system[^\n]*\b{AGENT_USER}\b", steps)
+    token = "/etc/fleetpulse-agent/token"
+    assert re.search(rf"install\b[^\n]*-o {AGENT_USER}\b[^\n]*-m 0?600\b[^\n]*{token}", steps), (
+        "the token file: owned by the agent's user, mode 0600"
+    )
+
+
+def test_readme_describes_the_unit_as_it_is():
+    text = (ROOT / "README.md").read_text()
+    unit = unit_settings()
+    for value in re.findall(r"`StateDirectory=([^`]+)`", text):
+        assert [value] == unit["StateDirectory"]
+    assert "DynamicUser" not in text
+    assert f"`User={AGENT_USER}`" in text
+
+
+def test_agent_unit_passes_systemd_analyze_verify(tmp_path):
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        pytest.skip("systemd-analyze is not installed")
+    # The install's paths do not exist here: point ExecStart at this venv's python.
+    unit = tmp_path / UNIT.name
+    unit.write_text(
+        UNIT.read_text().replace("/opt/fleetpulse-agent/venv/bin/python", sys.executable)
+    )
+    run = subprocess.run(
+        [exe, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
+    )
+    complaints = [
+        line
+        for line in (run.stdout + run.stderr).splitlines()
+        if UNIT.name in line or "Unknown" in line or "ignoring" in line.lower()
+    ]
+    assert run.returncode == 0 and not complaints, run.stdout + run.stderr
