@@ -1006,12 +1006,12 @@ def settings_variables() -> set[str]:
     found: set[str] = set()
     texts = {
         name: (ROOT / name).read_text()
-        for name in ("app/settings.py", "gunicorn.conf.py", "agent/config.py")
+        for name in ("app/web/settings.py", "gunicorn.conf.py", "agent/config.py")
     }
     for text in texts.values():
         found |= set(re.findall(r"FLEETPULSE_[A-Z0-9_]*[A-Z0-9]", text))
-    # app/settings.py: each field of Settings is FLEETPULSE_<FIELD>, except those it renames
-    tree = ast.parse(texts["app/settings.py"])
+    # app/web/settings.py: each field of Settings is FLEETPULSE_<FIELD>, except those it renames
+    tree = ast.parse(texts["app/web/settings.py"])
     (settings,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings"]
     renamed: dict[str, str] = {}
     for node in ast.walk(settings):
