@@ -43,6 +43,10 @@ def test_noisy_token_gets_429_others_do_not(tmp_path):
     r = c.get("/api/v1/hosts", token=reader)
     assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
     assert set(r.json) == {"error", "details"}
+    # one number: the body says the seconds the header says
+    assert r.json["details"]["Authorization"] == [
+        f"rate limit exceeded; retry in {r.headers['Retry-After']} s"
+    ]
     other = c.token_for("reader")
     assert c.get("/api/v1/hosts", token=other).status_code == 200
 

@@ -116,6 +116,10 @@ class Store(abc.ABC):
         """Every host that ever wrote, with its newest sample time and series count."""
         return [HostSummary(h, ts, n) for h, ts, n in self.registry.hosts() if ts is not None]
 
+    def metrics(self, host: str) -> list[str]:
+        """The metrics a host has written, sorted (empty: the host never wrote)."""
+        return sorted({m for _, m, _, _ in self.registry.find(host, None, {}, None)})
+
     def host_state(self, host: str) -> list[SeriesState] | None:
         """The newest sample of each series of the host; None if the host never wrote."""
         rows = self.registry.state(host)

@@ -117,6 +117,11 @@ class SeriesOutItem(Schema):
     points = WindowList(attribute="windows")
 
 
+NOTE = fields.String(
+    metadata={"description": "only when nothing matched: why (unknown host, metric or tags)"}
+)
+
+
 class SeriesOut(Schema):
     host = fields.String()
     metric = fields.String()
@@ -124,6 +129,7 @@ class SeriesOut(Schema):
     start = Time()
     end = Time()
     series = fields.List(fields.Nested(SeriesOutItem))
+    note = NOTE
 
 
 class HostOut(Schema):
@@ -159,6 +165,7 @@ class EnergyOut(Schema):
     resolution = fields.String()
     series = fields.List(fields.Nested(EnergyItem))
     total_wh = fields.Float()
+    note = NOTE
 
 
 class TokenIn(Schema):

@@ -23,14 +23,18 @@ def get_series(args: dict) -> dict:
     # webargs drops unknown query keys, so tag filters come from the raw query string.
     tags = {k[4:]: v for k, v in request.args.items() if k.startswith("tag.")}
     q = Query(args["host"], start, end, res, metric=args["metric"], tags=tags)
-    return {
+    found = ext().store.query(q)
+    out = {
         "host": args["host"],
         "metric": args["metric"],
         "resolution": res,
         "start": start,
         "end": end,
-        "series": ext().store.query(q),
+        "series": found,
     }
+    if not found:
+        out["note"] = _why_nothing(args["host"], args["metric"], tags)
+    return out
 
 
 @endpoint(bp, "GET /energy", "reader", EnergyOut, args=EnergyArgs, errors=RANGE_ERRORS)
@@ -42,7 +46,7 @@ def get_energy(args: dict) -> dict:
         {"metric": sp.metric, "tags": sp.tags, "energy_wh": float(sp.windows.integral.sum() / 3600)}
         for sp in found
     ]
-    return {
+    out = {
         "host": args["host"],
         "start": start,
         "end": end,
@@ -50,6 +54,24 @@ def get_energy(args: dict) -> dict:
         "series": items,
         "total_wh": float(sum(i["energy_wh"] for i in items)),
     }
+    if not found:
+        out["note"] = _why_nothing(args["host"], None, {})
+    return out
+
+
+def _why_nothing(host: str, metric: str | None, tags: dict[str, str]) -> str:
+    """A visible reason for an empty answer, so a typo is not mistaken for a quiet host."""
+    known = ext().store.metrics(host)
+    if not known:
+        return f"host {host!r} has never written (GET /api/v1/hosts lists the hosts)"
+    listed = ", ".join(known[:50]) + (", ..." if len(known) > 50 else "")
+    if metric is None:
+        return f"host {host!r} has no power series (unit W); its metrics: {listed}"
+    if metric not in known:
+        return f"host {host!r} has no metric {metric!r}; its metrics: {listed}"
+    if tags:
+        return f"no series of {metric!r} on host {host!r} has the tags {tags}"
+    return f"no window of {metric!r} on host {host!r} lies in this range"
 
 
 @endpoint(bp, "GET /hosts", "reader", HostOut(many=True), errors=(401, 403, 429, 503))
