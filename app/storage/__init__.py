@@ -21,7 +21,7 @@ def open_store(url: str, options: StoreOptions) -> Store:
         if not path.startswith("/"):
             raise ValueError(f"FLEETPULSE_STORAGE_URL needs an absolute path: {url!r}")
         path = "/" + path.lstrip("/")  # sqlite:///abs and sqlite:////abs name the same file
-        return SqliteStore(path, options.hold, options.retention)
+        return SqliteStore(path, options.hold, options.retention, options.late_after)
     if scheme == "influxdb":
         from app.storage.influxdb.store import InfluxStore
 

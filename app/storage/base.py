@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,9 @@ import numpy as np
 
 from app.core import codec, engine, state
 from app.core.records import Batch, HostSummary, Query, SeriesPoints, SeriesState, Windows
-from app.storage.registry import Fresh, Registry
+from app.storage import rollup
+from app.storage.late import LATE_AFTER, late_labels, spans
+from app.storage.registry import Found, Fresh, Registry
 
 Stored = dict[tuple[int, int], state.State]  # (series index in the batch, label) -> state
 
@@ -39,6 +42,7 @@ class Store(abc.ABC):
     registry: Registry
     hold: float
     keep_raw: bool
+    late_after: float = LATE_AFTER
 
     def write(self, batch: Batch) -> int:
         """Merge the batch's windows with stored state, atomically per host; windows written."""
@@ -55,10 +59,14 @@ class Store(abc.ABC):
             if self.keep_raw:
                 self.write_raw(tx, batch, ids)
             last = batch.last_index()
+            written = rows.merged.sid[rows.keep], rows.windows.time[rows.keep]
+            late = late_labels(ids, *written, time.time(), self.late_after)
             with self.registry_tx(tx) as con:
                 self.registry.update_latest(
                     con, ids, batch.ts[last].tolist(), batch.val[last].tolist()
                 )
+                if late:
+                    self.registry.late.mark(con, late)
         self.registry.keep(fresh)  # only ids whose transaction committed
         return len(rows.keep)
 
@@ -94,8 +102,10 @@ class Store(abc.ABC):
         """Save the raw samples (only called when raw retention is on)."""
 
     @abc.abstractmethod
-    def query(self, q: Query) -> list[SeriesPoints]:
-        """Series of ``q.host`` matching the query, with windows labelled in (start, end]."""
+    def read_series(
+        self, host: str, found: list[Found], start: float, end: float, res: str
+    ) -> list[Windows]:
+        """The stored windows of each found series labelled in (start, end], at ``res``."""
 
     @abc.abstractmethod
     def ping(self) -> None:
@@ -109,6 +119,37 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+    # ---- reads: the same for every store ----------------------------------------------------
+
+    def query(self, q: Query) -> list[SeriesPoints]:
+        """Series of ``q.host`` matching the query, with windows labelled in (start, end]."""
+        found = self.registry.find(q.host, q.metric, q.tags, q.unit)
+        if not found:
+            return []
+        windows = self.read_series(q.host, found, q.start, q.end, q.resolution)
+        if q.resolution == "30m":
+            windows = self._with_unrefreshed(q.host, found, windows, q.start, q.end)
+        return [
+            SeriesPoints(metric, tags, unit, w)
+            for (_, metric, tags, unit), w in zip(found, windows, strict=True)
+        ]
+
+    def _with_unrefreshed(
+        self, host: str, found: list[Found], stored: list[Windows], start: float, end: float
+    ) -> list[Windows]:
+        """30-minute windows no refresh has reached yet, computed from the 30-second points."""
+        recent = rollup.fresh_labels(start, end, time.time())
+        late = self.registry.late.pending([sid for sid, *_ in found], start, end)
+        want = [recent | late.get(sid, set()) for sid, *_ in found]
+        out = list(stored)
+        for first, last in spans([lab for labels in want for lab in labels]):
+            fine = self.read_series(host, found, first - engine.WINDOW_30M, last, "30s")
+            for k, w in enumerate(fine):
+                labels = {lab for lab in want[k] if first <= lab <= last}
+                if labels and len(w.time):
+                    out[k] = rollup.overlay(out[k], rollup.downsample(w), labels)
+        return out
 
     # ---- reads every store answers from the registry ---------------------------------------
 

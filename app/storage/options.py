@@ -25,3 +25,4 @@ class StoreOptions:
     metadata_path: str = ""  # the SQLite file of the registry (InfluxDB) and the metadata
     credentials: Credentials = field(default_factory=Credentials)
     timeout: float = 5.0  # seconds per InfluxDB operation
+    late_after: float = 1800.0  # 30-second windows older than this when written are "late"

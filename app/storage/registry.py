@@ -10,12 +10,15 @@ import json
 import sqlite3
 
 from app.core.records import SeriesKey
+from app.storage.late import LATE_SCHEMA, LateMarks
 from app.storage.sqldb import SqliteDB
 
 Fresh = dict[tuple[str, SeriesKey], tuple[int, str | None]]
+Found = tuple[int, str, dict[str, str], str | None]  # (series id, metric, tags, unit)
 
 
-REGISTRY_SCHEMA = """
+REGISTRY_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY,
     host TEXT NOT NULL,
@@ -27,6 +30,8 @@ CREATE TABLE IF NOT EXISTS series (
     UNIQUE (host, metric, tags)
 );
 """
+    + LATE_SCHEMA
+)
 
 
 def tags_json(tags: tuple[tuple[str, str], ...]) -> str:
@@ -39,6 +44,7 @@ class Registry:
 
     def __init__(self, db: SqliteDB) -> None:
         self.db = db
+        self.late = LateMarks(db)
         # (host, (metric, tags)) -> (id, unit as stored); filled only after a commit (``keep``)
         self._ids: Fresh = {}
 
@@ -93,7 +99,7 @@ class Registry:
 
     def find(
         self, host: str, metric: str | None, tags: dict[str, str], unit: str | None
-    ) -> list[tuple[int, str, dict[str, str], str | None]]:
+    ) -> list[Found]:
         """Series of a host matching metric, a tag filter and a unit."""
         sql = "SELECT id, metric, tags, unit FROM series WHERE host=?"
         args: list = [host]

@@ -11,9 +11,11 @@ from collections.abc import Iterator
 import numpy as np
 
 from app.core import codec, engine
-from app.core.records import Batch, Query, SeriesPoints
+from app.core.records import Batch, Windows
+from app.storage import rollup
 from app.storage.base import Rows, Store, Stored, series_bounds, windows_from_rows
-from app.storage.registry import REGISTRY_SCHEMA, Registry
+from app.storage.late import LATE_AFTER, spans
+from app.storage.registry import REGISTRY_SCHEMA, Found, Registry
 from app.storage.sqldb import SqliteDB
 
 log = logging.getLogger(__name__)
@@ -45,15 +47,19 @@ CREATE TABLE IF NOT EXISTS raw (
 
 POINT_COLS = "t, mean, min, max, last, count, covered, integral"
 CHUNK = 500
+EXPIRY = (("w30", "t", "30s"), ("w30m", "t", "30m"), ("raw", "ts", "raw"))  # table, time, kind
 
 
 class SqliteStore(Store):
     """Windows, their mergeable state, the 30-minute series and optional raw samples."""
 
-    def __init__(self, path: str, hold: float, retention: dict[str, float]) -> None:
+    def __init__(
+        self, path: str, hold: float, retention: dict[str, float], late_after: float = LATE_AFTER
+    ) -> None:
         self.db = SqliteDB(path, SCHEMA)
         self.registry = Registry(self.db)
         self.hold = hold
+        self.late_after = late_after
         self.retention = retention  # keys: raw, 30s, 30m (seconds; raw 0 = not kept)
         self.keep_raw = retention.get("raw", 0) > 0
 
@@ -122,75 +128,78 @@ class SqliteStore(Store):
             ),
         )
 
-    def query(self, q: Query) -> list[SeriesPoints]:
-        table = "w30" if q.resolution == "30s" else "w30m"
-        out = []
-        for sid, metric, tags, unit in self.registry.find(q.host, q.metric, q.tags, q.unit):
-            rows = self.db.read(
-                f"SELECT {POINT_COLS} FROM {table} WHERE series_id=? AND t>? AND t<=? ORDER BY t",
-                (sid, q.start, q.end),
-            )
-            out.append(SeriesPoints(metric, tags, unit, windows_from_rows(rows)))
-        return out
+    def read_series(
+        self, host: str, found: list[Found], start: float, end: float, res: str
+    ) -> list[Windows]:
+        table = "w30" if res == "30s" else "w30m"
+        sql = f"SELECT {POINT_COLS} FROM {table} WHERE series_id=? AND t>? AND t<=? ORDER BY t"
+        return [windows_from_rows(self.db.read(sql, (sid, start, end))) for sid, *_ in found]
 
     def ping(self) -> None:
         self.db.read("SELECT 1")
 
     def run_jobs(self, now: float) -> dict[str, int]:
-        """Refresh the 30-minute windows touching the last hour, then drop expired rows."""
+        """Refresh the 30-minute windows touching the last hour and those marked late, then
+        drop expired rows."""
         ids = self.registry.all_ids()
         first = math.floor((now - 3600) / engine.WINDOW_30M) * engine.WINDOW_30M
         last_label = math.ceil(now / engine.WINDOW_30M) * engine.WINDOW_30M
         written = deleted = 0
         for c in range(0, len(ids), CHUNK):
             chunk = ids[c : c + CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.read(
-                f"SELECT series_id, t, min, max, last, count, covered, integral FROM w30 "
-                f"WHERE series_id IN ({marks}) AND t>? AND t<=? ORDER BY series_id, t",
-                (*chunk, first, last_label),
-            )
-            out = []
-            if rows:
-                a = np.array(rows, dtype=np.float64)
-                starts = np.flatnonzero(np.append(True, a[1:, 0] != a[:-1, 0]))
-                for lo, hi in zip(starts, [*starts[1:], len(a)], strict=True):
-                    part = a[lo:hi]
-                    d = engine.downsample(
-                        part[:, 1].astype(np.int64),
-                        part[:, 2],
-                        part[:, 3],
-                        part[:, 4],
-                        part[:, 5],
-                        part[:, 6],
-                        part[:, 7],
-                    )
-                    for j in range(len(d["label"])):
-                        out.append(
-                            (
-                                int(part[0, 0]),
-                                int(d["label"][j]),
-                                *tuple(float(d[f][j]) for f in ("mean", "min", "max", "last")),
-                                int(d["count"][j]),
-                                float(d["covered"][j]),
-                                float(d["integral"][j]),
-                            )
-                        )
+            out = self._rollup(chunk, first, last_label)
             with self.db.tx() as con:
                 con.executemany("INSERT OR REPLACE INTO w30m VALUES (?,?,?,?,?,?,?,?,?)", out)
                 written += len(out)
-                for sid in chunk:
-                    for table, col, key in (
-                        ("w30", "t", "30s"),
-                        ("w30m", "t", "30m"),
-                        ("raw", "ts", "raw"),
-                    ):
-                        keep = self.retention.get(key, 0)
-                        cutoff = math.inf if table == "raw" and keep <= 0 else now - keep
-                        deleted += con.execute(
-                            f"DELETE FROM {table} WHERE series_id=? AND {col}<?", (sid, cutoff)
-                        ).rowcount
-        return {"downsampled": written, "expired": deleted}
+                deleted += self._expire(con, chunk, now)
+        return {"downsampled": written, "late": self._recompute_late(), "expired": deleted}
+
+    def _rollup(self, sids: list[int], after: float, upto: float) -> list[tuple]:
+        """w30m rows of the 30-second windows labelled in (after, upto], per series."""
+        marks = ",".join("?" * len(sids))
+        rows = self.db.read(
+            f"SELECT series_id, {POINT_COLS} FROM w30 "
+            f"WHERE series_id IN ({marks}) AND t>? AND t<=? ORDER BY series_id, t",
+            (*sids, after, upto),
+        )
+        out: list[tuple] = []
+        if not rows:
+            return out
+        sid = np.array([r[0] for r in rows])
+        starts = np.flatnonzero(np.append(True, sid[1:] != sid[:-1]))
+        for lo, hi in zip(starts, [*starts[1:], len(rows)], strict=True):
+            w = rollup.downsample(windows_from_rows([r[1:] for r in rows[lo:hi]]))
+            cols = [c.tolist() for c in w.__dict__.values()]
+            out.extend((int(sid[lo]), *row) for row in zip(*cols, strict=True))
+        return out
+
+    def _recompute_late(self) -> int:
+        """The windows written late, whatever their age; their marks cleared after."""
+        marks = self.registry.late.take()
+        if not marks:
+            return 0  # the steady state: nothing written late
+        by_sid: dict[int, list[int]] = {}
+        for sid, label, _ in marks:
+            by_sid.setdefault(sid, []).append(label)
+        out = []
+        for sid, labels in by_sid.items():
+            for lo, hi in spans(labels):
+                out += self._rollup([sid], lo - engine.WINDOW_30M, hi)
+        with self.db.tx() as con:
+            con.executemany("INSERT OR REPLACE INTO w30m VALUES (?,?,?,?,?,?,?,?,?)", out)
+        self.registry.late.clear(marks)
+        return len(out)
+
+    def _expire(self, con: sqlite3.Connection, sids: list[int], now: float) -> int:
+        deleted = 0
+        for sid in sids:
+            for table, col, key in EXPIRY:
+                keep = self.retention.get(key, 0)
+                cutoff = math.inf if table == "raw" and keep <= 0 else now - keep
+                deleted += con.execute(
+                    f"DELETE FROM {table} WHERE series_id=? AND {col}<?", (sid, cutoff)
+                ).rowcount
+        return deleted
 
     def close(self) -> None:
         self.db.close()

@@ -20,7 +20,7 @@ import numpy as np
 
 from app.core import codec, engine
 from app.core.errors import StorageUnavailable
-from app.core.records import Batch, Query, SeriesPoints
+from app.core.records import Batch, Query, SeriesPoints, Windows
 from app.storage.base import Rows, Store, Stored, series_bounds, windows_from_rows
 from app.storage.influxdb.layout import (
     POINT_FIELDS,
@@ -43,8 +43,9 @@ from app.storage.influxdb.protocol import (
 )
 from app.storage.influxdb.rollup import cq_select
 from app.storage.influxdb.setup import clamp_duration, ensure_1x
+from app.storage.late import spans
 from app.storage.options import StoreOptions
-from app.storage.registry import REGISTRY_SCHEMA, Registry
+from app.storage.registry import REGISTRY_SCHEMA, Found, Registry
 from app.storage.sqldb import SqliteDB
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class InfluxStore(Store):
         self.timeout = options.timeout
         self.retention = {k: clamp_duration(k, v) for k, v in options.retention.items()}
         self.keep_raw = options.retention.get("raw", 0) > 0
+        self.late_after = options.late_after
         c = options.credentials
         self.http = InfluxHTTP(base, options.timeout, c.token, c.username, c.password)
         self.meta = SqliteDB(options.metadata_path, REGISTRY_SCHEMA + HWM_TABLE)
@@ -219,33 +221,31 @@ class InfluxStore(Store):
     # ---- reads and jobs --------------------------------------------------------------------
 
     def query(self, q: Query) -> list[SeriesPoints]:
-        with self.http.budget():
-            return self._query(q)
+        with self.http.budget():  # one deadline for every call of the read
+            return super().query(q)
 
-    def _query(self, q: Query) -> list[SeriesPoints]:
-        found = self.registry.find(q.host, q.metric, q.tags, q.unit)
-        if not found:
-            return []
+    def read_series(
+        self, host: str, found: list[Found], start: float, end: float, res: str
+    ) -> list[Windows]:
         self._check_ready()
-        rp, width = (RP_30S, engine.WINDOW) if q.resolution == "30s" else (RP_30M, 1800)
+        rp, width = (RP_30S, engine.WINDOW) if res == "30s" else (RP_30M, engine.WINDOW_30M)
         metrics = sorted({m for _, m, _, _ in found})
-        lo, hi = to_ns(q.start - width), to_ns(q.end - width)
+        lo, hi = to_ns(start - width), to_ns(end - width)
         sel = ", ".join(f"{quote_ident(f)}::field" for f in POINT_FIELDS)
-        host = quote_literal(q.host)
+        where = f'WHERE "host"::tag = {quote_literal(host)} AND time > {lo} AND time <= {hi}'
         stmts = [
-            f"SELECT {sel} FROM {quote_ident(rp)}.{quote_ident(m)} "
-            f'WHERE "host"::tag = {host} AND time > {lo} AND time <= {hi} GROUP BY *'
+            f"SELECT {sel} FROM {quote_ident(rp)}.{quote_ident(m)} {where} GROUP BY *"
             for m in metrics
         ]
         got: dict[tuple[str, tuple], list] = {}
-        for metric, res in zip(metrics, self.http.query(stmts, db=self.db), strict=True):
-            for series in res.get("series", []):
+        for metric, res_ in zip(metrics, self.http.query(stmts, db=self.db), strict=True):
+            for series in res_.get("series", []):
                 got[(metric, tag_key(series.get("tags") or {}))] = series["values"]
         out = []
-        for _, metric, tags, unit in found:
+        for _, metric, tags, _ in found:
             key = tuple(sorted((k, stored_tag_value(v)) for k, v in tags.items()))
             rows = [r for r in got.get((metric, key), []) if r[6] is not None and r[6] > 0]
-            out.append(SeriesPoints(metric, tags, unit, windows_from_rows(rows, width)))
+            out.append(windows_from_rows(rows, width))
         return out
 
     def ping(self) -> None:
@@ -255,18 +255,26 @@ class InfluxStore(Store):
 
     def run_jobs(self, now: float) -> dict[str, int]:
         """The CQ does the work inside influxd; this runs the same rollup over the last hour
-        at once (after a restart, or for a test), since CQs never backfill."""
+        at once (after a restart, or for a test), since CQs never backfill, and over the
+        windows written late, which the CQ never sees again."""
         self._check_ready()
         first = math.floor((now - 3600) / engine.WINDOW_30M) * engine.WINDOW_30M
         end = math.ceil(now / engine.WINDOW_30M) * engine.WINDOW_30M
+        written = self._rollup(first, end)
+        marks = self.registry.late.take()
+        late = 0
+        for lo, hi in spans([label for _, label, _ in marks]):
+            late += self._rollup(lo - engine.WINDOW_30M, hi)  # stamps are window starts
+        if marks:
+            self.registry.late.clear(marks)
+        return {"downsampled": written, "late": late}
+
+    def _rollup(self, start: int, end: int) -> int:
+        """The CQ's statement over 30-second windows starting in [start, end): rows written."""
         (res,) = self.http.query(
-            [cq_select(self.db, f"time >= {first}s AND time < {end}s")], db=self.db, post=True
+            [cq_select(self.db, f"time >= {start}s AND time < {end}s")], db=self.db, post=True
         )
-        written = 0
-        for series in res.get("series", []):
-            for row in series.get("values", []):
-                written += int(row[1] or 0)
-        return {"downsampled": written}
+        return sum(int(row[1] or 0) for s in res.get("series", []) for row in s.get("values", []))
 
     def close(self) -> None:
         self.meta.close()

@@ -1,0 +1,92 @@
+"""Late 30-second points: the 30-minute windows whose 30-second points changed after the
+refresh that re-covers recent time could have seen them (a spool drained after a long outage,
+a backfill). A write marks them; the server's job recomputes them, whatever their age within
+retention; until then reads compute them from the 30-second points.
+
+Marks live beside the series registry. In the steady state (every write recent) nothing is
+marked, so nothing extra is written or read.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from app.core import engine
+from app.storage.sqldb import SqliteDB
+
+LATE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS late30m (
+    series_id INTEGER NOT NULL,
+    label INTEGER NOT NULL,
+    marked INTEGER NOT NULL,
+    PRIMARY KEY (series_id, label)
+) WITHOUT ROWID;
+"""
+LATE_AFTER = 1800.0  # the refresh re-covers the last hour every 15 minutes: older is late
+BATCH = 5000
+
+
+def late_labels(ids: list[int], sid: np.ndarray, labels: np.ndarray, now: float, after: float):
+    """(series id, 30-minute label) of the 30-second labels older than ``now - after``."""
+    old = labels <= now - after
+    if not old.any():
+        return []
+    big = (np.ceil(labels[old] / engine.WINDOW_30M) * engine.WINDOW_30M).astype(np.int64)
+    sids = np.asarray(ids, dtype=np.int64)[sid[old]]
+    return sorted(set(zip(sids.tolist(), big.tolist(), strict=True)))
+
+
+class LateMarks:
+    """The marks table: set on write, read by reads, taken and cleared by the job."""
+
+    def __init__(self, db: SqliteDB) -> None:
+        self.db = db
+
+    def mark(self, con: sqlite3.Connection, pairs: list[tuple[int, int]]) -> None:
+        """Mark windows late, inside the write's registry transaction."""
+        stamp = time.time_ns()
+        con.executemany(
+            "INSERT INTO late30m (series_id, label, marked) VALUES (?, ?, ?) "
+            "ON CONFLICT(series_id, label) DO UPDATE SET marked=excluded.marked",
+            [(s, lab, stamp) for s, lab in pairs],
+        )
+
+    def pending(self, ids: list[int], start: float, end: float) -> dict[int, set[int]]:
+        """Marked labels in (start, end] per series id."""
+        out: dict[int, set[int]] = defaultdict(set)
+        for c in range(0, len(ids), 500):
+            part = ids[c : c + 500]
+            rows = self.db.read(
+                f"SELECT series_id, label FROM late30m WHERE series_id IN "
+                f"({','.join('?' * len(part))}) AND label > ? AND label <= ?",
+                (*part, start, end),
+            )
+            for sid, label in rows:
+                out[sid].add(label)
+        return out
+
+    def take(self) -> list[tuple[int, int, int]]:
+        """The oldest marks, up to BATCH: (series id, label, marked)."""
+        return self.db.read(
+            "SELECT series_id, label, marked FROM late30m ORDER BY label LIMIT ?", (BATCH,)
+        )
+
+    def clear(self, rows: list[tuple[int, int, int]]) -> None:
+        """Drop marks that were recomputed, unless a write marked them again since."""
+        with self.db.tx() as con:
+            con.executemany("DELETE FROM late30m WHERE series_id=? AND label=? AND marked<=?", rows)
+
+
+def spans(labels: list[int]) -> list[tuple[int, int]]:
+    """Contiguous runs of 30-minute labels as (first, last)."""
+    out: list[list[int]] = []
+    for lab in sorted(set(labels)):
+        if out and lab - out[-1][1] <= engine.WINDOW_30M:
+            out[-1][1] = lab
+        else:
+            out.append([lab, lab])
+    return [(a, b) for a, b in out]
