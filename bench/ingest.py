@@ -112,6 +112,7 @@ def drive(port: int, bodies: list, tokens: list, clients: int) -> dict:
 
 
 def create_tokens(port: int, hosts: int) -> list[str]:
+    """One agent token per bench host, as an operator would create them."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     out = []
     for h in range(hosts):
@@ -142,6 +143,7 @@ def run_api_bench(storage_url: str, workdir: Path, args: argparse.Namespace) -> 
 
 
 def main() -> None:
+    """Run the chosen store's bench in a temp dir and print its figures."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", choices=["sqlite", "influxdb"], default="sqlite")
     p.add_argument("--hosts", type=int, default=200)
@@ -163,6 +165,7 @@ def main() -> None:
 
 
 def print_result(name: str, r: dict) -> None:
+    """One line per measured path, comparable across runs."""
     print(
         f"{name}: {r['samples_per_s']:,.0f} samples/s accepted, {r['requests_per_s']:.1f} req/s, "
         f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms "

@@ -122,6 +122,7 @@ class _Client:
         return self.t_start + k * self.step + self.step * h.idx / max(1, self.cfg.hosts)
 
     def run(self) -> dict:
+        """Close windows on schedule until the end, then drain; this process's counts."""
         for h in self.hosts:
             self._push(self.due(h, 0), h, "w0")
         senders = [

@@ -15,6 +15,7 @@ class Layout:
         self.row_h = 0
 
     def add(self, panel: dict, w: int = 12, h: int = 8) -> None:
+        """Place ``panel`` after the last one, on a new row when it does not fit."""
         if self.x + w > 24:
             self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
         panel["id"] = len(self.panels) + 1
@@ -24,6 +25,7 @@ class Layout:
         self.row_h = max(self.row_h, h)
 
     def row(self, title: str) -> None:
+        """A collapsible row header across the grid; the next panels go below it."""
         if self.x:
             self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
         self.add({"type": "row", "title": title, "collapsed": False, "panels": []}, w=24, h=1)
@@ -31,6 +33,7 @@ class Layout:
 
 
 def timeseries(title: str, targets: list[dict], unit: str, description: str = "") -> dict:
+    """A time-series panel (percent from 0, MHz without decimals), legend with mean and max."""
     defaults: dict = {"unit": unit, "custom": {"spanNulls": True, "fillOpacity": 5}}
     if unit == "percent":
         defaults["min"] = 0
@@ -51,6 +54,7 @@ def timeseries(title: str, targets: list[dict], unit: str, description: str = ""
 
 
 def last_seen_table(title: str, where: str = "") -> dict:
+    """A table of each host's newest 30-s window: when a host went quiet shows at once."""
     cond = f" AND {where}" if where else ""
     query = (
         'SELECT last("last") AS "cpu_percent" FROM "rp_30s"."cpu.percent" '
@@ -81,6 +85,7 @@ def last_seen_table(title: str, where: str = "") -> dict:
 
 
 def energy_stat(title: str, where: str = "", by: tuple[str, ...] = ("host",)) -> dict:
+    """Watt-hours of GPUs and CPU packages over the range: what the fleet cost in energy."""
     tag = " ".join(f"$tag_{t}" for t in by)
     return {
         "type": "stat",
@@ -106,6 +111,7 @@ def energy_stat(title: str, where: str = "", by: tuple[str, ...] = ("host",)) ->
 
 
 def variables(with_host: bool) -> list[dict]:
+    """The $hires switch (where rp_30s ends) and, for one-host dashboards, $host."""
     options = ["6h", "1d", "2d", "7d"]
     out: list[dict] = [
         {
@@ -146,6 +152,7 @@ def variables(with_host: bool) -> list[dict]:
 
 
 def dashboard(uid: str, title: str, panels: list[dict], with_host: bool, time_from: str) -> dict:
+    """The dashboard JSON around the panels: uid, tags, links to its siblings, refresh."""
     return {
         "uid": uid,
         "title": title,

@@ -18,6 +18,7 @@ def stitched(
     cond = f" AND {where}" if where else ""
 
     def sub(rp: str, op: str) -> str:
+        """The subquery over one retention policy, on its side of now() - $hires."""
         return (
             f'SELECT {fields} FROM "{rp}"."{metric}" '
             f"WHERE $timeFilter AND time {op} now() - $hires{cond}"
@@ -44,20 +45,24 @@ def tw_mean(metric: str, where: str = "", group_by: tuple[str, ...] = ("host",))
 
 
 def peak(metric: str, where: str = "", group_by: tuple[str, ...] = ("host",)) -> str:
+    """Largest value per interval, from the windows' max fields."""
     return stitched(metric, 'max("max") AS "max"', '"max"', where, group_by)
 
 
 def trough(metric: str, where: str = "", group_by: tuple[str, ...] = ("host",)) -> str:
+    """Smallest value per interval, from the windows' min fields."""
     return stitched(metric, 'min("min") AS "min"', '"min"', where, group_by)
 
 
 def energy(metric: str, where: str = "", group_by: tuple[str, ...] = ("host",)) -> str:
+    """Watt-hours over the whole range (no time grouping), from energy_wh."""
     return stitched(
         metric, 'sum("energy_wh") AS "energy_wh"', '"energy_wh"', where, group_by, by_time=False
     )
 
 
 def target(ref: str, query: str, alias: str = "", fmt: str = "time_series") -> dict:
+    """A raw-InfluxQL Grafana target on the fleetpulse datasource."""
     t = {
         "refId": ref,
         "datasource": DATASOURCE,
