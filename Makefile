@@ -22,17 +22,19 @@ venv: $(STAMP) ## create .venv with every pinned dependency
 run: $(STAMP) ## start the API on the embedded SQLite store (and an agent for this machine)
 	PATH="$(abspath $(BIN)):$$PATH" PORT=$(PORT) bash scripts/run-local.sh
 
-test: $(STAMP) ## run the whole suite (lint, unit, API, real influxd, end-to-end)
+test: $(STAMP) ## run the whole suite (lint, imports, unit, API, real influxd, end-to-end)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP) ## the suite without the slow end-to-end tests
 	$(BIN)/python -m pytest -q -m "not e2e"
 
-lint: $(STAMP) ## ruff check and format check
+lint: $(STAMP) ## ruff check, format check and the import contracts (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 fmt: $(STAMP) ## apply ruff's fixes and format
 	$(BIN)/ruff check --fix .

@@ -18,7 +18,6 @@ import collections
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,21 +36,22 @@ from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 
 from bench import ingest  # noqa: E402
-from tests.test_fuzz import (  # noqa: E402
+from harness.fuzzing import (  # noqa: E402
     EXCLUDED,
     all_numbers_finite,
     anchor,
     error_shape,
     times_in_query,
 )
+from harness.server import stop_gunicorn  # noqa: E402
 
 ADMIN = "fuzz-admin"
 
 
 def start_api(workdir: Path, workers: int) -> tuple[subprocess.Popen, str]:
     """gunicorn as users start it, on a free port; rate limiting off for one busy token."""
-    proc, port = ingest.start_api(f"sqlite://{workdir}/fuzz.db", workdir, workers, admin=ADMIN)
-    return proc, f"http://127.0.0.1:{port}"
+    api = ingest.start_api(f"sqlite://{workdir}/fuzz.db", workdir, workers, admin=ADMIN)
+    return api.proc, api.url
 
 
 class Tally:
@@ -120,7 +120,37 @@ def check_case(case: Any, url: str, auth: dict, tally: Tally) -> None:
             )
 
 
+def fuzz_all(url: str, auth: dict, examples: int, seed_: int, tally: Tally) -> dict[str, int]:
+    """Every operation in both generation modes, ``examples`` cases each; cases per op and mode."""
+    config = schemathesis.Config.from_dict({"headers": auth})
+    schema = schemathesis.openapi.from_url(url + "/api/v1/openapi.json", config=config)
+    schema.hook("flatmap_query")(times_in_query)
+    per_op = {}
+    for result in schema.get_all_operations():
+        op = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            before = tally.cases
+
+            @settings(
+                max_examples=examples,
+                database=None,
+                deadline=None,
+                phases=[Phase.explicit, Phase.generate],  # no shrinking: count, go on
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(case=op.as_strategy(generation_mode=mode))
+            def run(case: Any) -> None:
+                check_case(case, url, auth, tally)
+
+            # GET /hosts etc.: no schema-invalid input exists
+            with contextlib.suppress(Unsatisfiable):
+                seed(seed_)(run)()
+            per_op[f"{op.label} ({mode.value})"] = tally.cases - before
+    return per_op
+
+
 def main() -> int:
+    """Fuzz a fresh gunicorn (or --url), print the tally; 1 if anything failed."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--examples", type=int, default=300, help="cases per operation and mode")
     ap.add_argument("--workers", type=int, default=2)
@@ -142,37 +172,13 @@ def main() -> int:
             proc, url = start_api(Path(tmp), args.workers)
         auth = {"Authorization": f"Bearer {token}"}
         try:
-            config = schemathesis.Config.from_dict({"headers": auth})
-            schema = schemathesis.openapi.from_url(url + "/api/v1/openapi.json", config=config)
-            schema.hook("flatmap_query")(times_in_query)
             tally = Tally()
             t0 = time.perf_counter()
-            per_op = {}
-            for result in schema.get_all_operations():
-                op = result.ok()
-                for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-                    before = tally.cases
-
-                    @settings(
-                        max_examples=args.examples,
-                        database=None,
-                        deadline=None,
-                        phases=[Phase.explicit, Phase.generate],  # no shrinking: count, go on
-                        suppress_health_check=list(HealthCheck),
-                    )
-                    @given(case=op.as_strategy(generation_mode=mode))
-                    def run(case: Any) -> None:
-                        check_case(case, url, auth, tally)
-
-                    # GET /hosts etc.: no schema-invalid input exists
-                    with contextlib.suppress(Unsatisfiable):
-                        seed(args.seed)(run)()
-                    per_op[f"{op.label} ({mode.value})"] = tally.cases - before
+            per_op = fuzz_all(url, auth, args.examples, args.seed, tally)
             elapsed = time.perf_counter() - t0
         finally:
             if proc is not None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(30)
+                stop_gunicorn(proc)
 
     for name, n in per_op.items():
         print(f"  {n:6d}  {name}")

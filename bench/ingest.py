@@ -14,63 +14,28 @@ import http.client
 import json
 import multiprocessing as mp
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from harness.net import samples_headers  # noqa: E402
+from harness.server import LiveApi, start_gunicorn, stop_gunicorn  # noqa: E402
+
 ADMIN = "bench-admin"
+# rate limiting off: a bench token is far busier than any agent's
+BENCH_ENV = {"FLEETPULSE_LOG_LEVEL": "WARNING", "FLEETPULSE_RATE_LIMIT": "0"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_api(
-    storage_url: str, workdir: Path, workers: int, admin: str = ADMIN
-) -> tuple[subprocess.Popen, int]:
-    """gunicorn -c gunicorn.conf.py, as users start it, rate limiting off for busy tokens."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers {workers}",
-        "FLEETPULSE_STORAGE_URL": storage_url,
-        "FLEETPULSE_METADATA_PATH": str(workdir / "meta.db"),
-        "FLEETPULSE_ADMIN_TOKEN": admin,
-        "FLEETPULSE_LOG_LEVEL": "WARNING",
-        "FLEETPULSE_RATE_LIMIT": "0",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=(workdir / "gunicorn.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+def start_api(storage_url: str, workdir: Path, workers: int, admin: str = ADMIN) -> LiveApi:
+    """gunicorn -c gunicorn.conf.py, as users start it (harness.server), quiet, no rate limit."""
+    return start_gunicorn(
+        workdir, workers, env_extra=BENCH_ENV, storage_url=storage_url, admin=admin
     )
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/healthz")
-            if c.getresponse().status == 200:
-                return proc, port
-        except OSError:
-            time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)  # the workers too: nothing outlives a failed start
-    proc.wait(10)
-    raise RuntimeError((workdir / "gunicorn.log").read_text()[-2000:])
-
-
-def stop_api(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(30)
 
 
 def make_bodies(hosts: int, series: int, samples: int, windows: int, t_start: int) -> list:
@@ -95,15 +60,6 @@ def make_bodies(hosts: int, series: int, samples: int, windows: int, t_start: in
             body = gzip.compress(json.dumps({"host": f"bench-{h:04d}", "series": ss}).encode(), 1)
             out.append((h, body))
     return out
-
-
-def samples_headers(token: str) -> dict[str, str]:
-    """The headers an agent sends with a gzipped batch."""
-    return {
-        "Authorization": f"Bearer {token}",
-        "Content-Type": "application/json",
-        "Content-Encoding": "gzip",
-    }
 
 
 def _client(port: int, jobs: list, tokens: list, q: mp.Queue) -> None:
@@ -156,6 +112,7 @@ def drive(port: int, bodies: list, tokens: list, clients: int) -> dict:
 
 
 def create_tokens(port: int, hosts: int) -> list[str]:
+    """One agent token per bench host, as an operator would create them."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     out = []
     for h in range(hosts):
@@ -172,7 +129,8 @@ def create_tokens(port: int, hosts: int) -> list[str]:
 
 def run_api_bench(storage_url: str, workdir: Path, args: argparse.Namespace) -> dict:
     """The API path: gunicorn + the given store, batches from separate client processes."""
-    proc, port = start_api(storage_url, workdir, args.workers)
+    api = start_api(storage_url, workdir, args.workers)
+    port = api.port
     try:
         tokens = create_tokens(port, args.hosts)
         t_start = (int(time.time()) // 30 - args.windows - 2) * 30
@@ -181,10 +139,11 @@ def run_api_bench(storage_url: str, workdir: Path, args: argparse.Namespace) -> 
         drive(port, warm, tokens, args.clients)
         return drive(port, bodies, tokens, args.clients)
     finally:
-        stop_api(proc)
+        stop_gunicorn(api.proc)
 
 
 def main() -> None:
+    """Run the chosen store's bench in a temp dir and print its figures."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", choices=["sqlite", "influxdb"], default="sqlite")
     p.add_argument("--hosts", type=int, default=200)
@@ -200,13 +159,13 @@ def main() -> None:
             res = run_api_bench(f"sqlite:///{work}/bench.db", work, args)
             print_result("api -> sqlite", res)
         else:
-            sys.path.insert(0, str(ROOT))
             from bench.ingest_influx import run_influx_bench
 
             run_influx_bench(args, work, run_api_bench, print_result)
 
 
 def print_result(name: str, r: dict) -> None:
+    """One line per measured path, comparable across runs."""
     print(
         f"{name}: {r['samples_per_s']:,.0f} samples/s accepted, {r['requests_per_s']:.1f} req/s, "
         f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms "

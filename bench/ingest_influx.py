@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from bench import ingest
-from tests.influx_fixtures import Influxd
+from harness.influxd import Influxd
 
 RAW_BATCH = 5000
 

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import gzip
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pytest
-import requests
 
 from app.core.records import Batch
 from app.web import create_app
+from harness.server import LOG_NAME, LiveApi, stop_gunicorn
+from harness.server import start_gunicorn as harness_start_gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = [
@@ -77,12 +70,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(
                 pytest.mark.flaky(reruns=1, reruns_delay=2, only_rerun=CONNECTION_FAULTS)
             )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def now30() -> int:
@@ -159,36 +146,7 @@ def client(app) -> Client:
     return Client(app.test_client())
 
 
-# ---- a real gunicorn --------------------------------------------------------------------------
-
-
-@dataclass
-class LiveApi:
-    url: str
-    admin_token: str
-    db_path: Path
-    proc: subprocess.Popen
-    log_path: Path
-
-    def request(self, method: str, path: str, token: str | None = None, **kw) -> requests.Response:
-        headers = kw.pop("headers", {})
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        return requests.request(method, self.url + path, headers=headers, timeout=30, **kw)
-
-    def token_for(self, role: str, host: str | None = None) -> str:
-        body = {"role": role} if host is None else {"role": role, "host": host}
-        r = self.request("POST", "/api/v1/tokens", self.admin_token, json=body)
-        assert r.status_code == 201, r.text
-        return r.json()["token"]
-
-    def post_samples(self, token: str, host: str, series: list[dict], gz: bool = True):
-        body = orjson.dumps({"host": host, "series": series})
-        headers = {"Content-Type": "application/json"}
-        if gz:
-            body = gzip.compress(body)
-            headers["Content-Encoding"] = "gzip"
-        return self.request("POST", "/api/v1/samples", token, data=body, headers=headers)
+# ---- a real gunicorn (the launcher is harness.server) ---------------------------------------
 
 
 def start_gunicorn(
@@ -198,59 +156,11 @@ def start_gunicorn(
     storage_url: str | None = None,
     tls: tuple[Path, Path] | None = None,
 ) -> LiveApi:
-    """gunicorn -c gunicorn.conf.py from the repo root, as the contract starts it.
-
-    ``tls`` = (cert, key): gunicorn serves https itself and is polled with that certificate.
-    """
-    port = free_port()
-    db = tmp / "live.db"
-    log = tmp / "gunicorn.log"
-    env = {
-        **os.environ,
-        # gunicorn's own lines (boot, ready, exits) at info whatever the app's log level
-        "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers {workers} --log-level info",
-        "FLEETPULSE_STORAGE_URL": storage_url or f"sqlite:///{db}",
-        "FLEETPULSE_METADATA_PATH": str(tmp / "meta.db"),
-        "FLEETPULSE_ADMIN_TOKEN": ADMIN,
-        **({"FLEETPULSE_TLS_CERT": str(tls[0]), "FLEETPULSE_TLS_KEY": str(tls[1])} if tls else {}),
-        **(env_extra or {}),
-    }
-    SERVER_LOGS.append(log)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    """harness.server.start_gunicorn with the tests' admin token; its log joins failure reports."""
+    SERVER_LOGS.append(tmp / LOG_NAME)
+    return harness_start_gunicorn(
+        tmp, workers=workers, env_extra=env_extra, storage_url=storage_url, tls=tls, admin=ADMIN
     )
-    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    verify = str(tls[0]) if tls else True
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited: {log.read_text()[-3000:]}")
-        # every worker booted (one answering /healthz is not enough: a test that needs both
-        # workers, or that kills one, must not race the second one's boot)
-        ready = log.read_text(errors="replace").count("Worker ready (pid:") >= workers
-        try:
-            if ready and requests.get(url + "/healthz", timeout=1, verify=verify).ok:
-                return LiveApi(url, ADMIN, db, proc, log)
-        except requests.RequestException:  # not up yet, or a busy machine: ask again
-            pass
-        time.sleep(0.1)
-    stop_gunicorn(proc)
-    raise RuntimeError(f"gunicorn did not start: {log.read_text()[-3000:]}")
-
-
-def stop_gunicorn(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 @pytest.fixture

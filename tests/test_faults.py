@@ -1,6 +1,6 @@
 """Faults under load: a gunicorn worker SIGKILLed, influxd killed, the agent's network cut and
 its process SIGKILLed, the SQLite store's disk full. After each, every acknowledged sample is
-stored exactly once (the zero-loss check of bench/load.py)."""
+stored exactly once (the zero-loss check of bench/load.py, from harness)."""
 
 from __future__ import annotations
 
@@ -16,18 +16,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.ingest import samples_headers
-from bench.load import (
-    LoadConfig,
-    agent_outage,
-    create_tokens,
-    kill_influxd,
-    run_load,
-    stored_influx,
-    stored_sqlite,
-    window_body,
-    worker_pids,
-)
+from harness.fleet import LoadConfig, create_tokens, run_load, window_body
+from harness.influxd import kill_influxd
+from harness.net import samples_headers
+from harness.outage import agent_outage
+from harness.procs import worker_pids
+from harness.zeroloss import stored_influx, stored_sqlite
 from tests.conftest import ADMIN, start_gunicorn, stop_gunicorn
 from tests.test_load import INFLUX_STORE, check_zero_loss
 

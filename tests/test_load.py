@@ -1,8 +1,9 @@
 """Sustained load through a real gunicorn: throughput, latency, flat RSS and zero loss.
 
-The 60-s version of ``bench/load.py``: 500 simulated agents x 40 series, replayed at 10x real
-time (windows in the recent past, sent back to back), then the stored ``count`` fields summed
-over every window must equal the samples acknowledged by 200 answers, exactly.
+The 60-s version of ``bench/load.py`` (both drive ``harness.fleet``): 500 simulated agents x 40
+series, replayed at 10x real time (windows in the recent past, sent back to back), then the
+stored ``count`` fields summed over every window must equal the samples acknowledged by 200
+answers, exactly.
 """
 
 from __future__ import annotations
@@ -13,15 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.load import (
-    WINDOW,
-    LoadConfig,
-    RssSampler,
-    create_tokens,
-    run_load,
-    stored_influx,
-    stored_sqlite,
-)
+from harness.fleet import WINDOW, LoadConfig, create_tokens, run_load
+from harness.procs import RssSampler
+from harness.zeroloss import stored_influx, stored_sqlite
 from tests.conftest import ADMIN, LiveApi, start_gunicorn, stop_gunicorn
 
 INFLUX_STORE = importlib.util.find_spec("app.storage.influxdb.store") is not None

@@ -1,0 +1,1 @@
+"""launchers and load generators shared by tests/ and bench/"""
