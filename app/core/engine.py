@@ -119,69 +119,93 @@ def summarize(
     sid = np.asarray(sid, dtype=np.int64)
     ts = np.asarray(ts, dtype=np.float64)
     val = np.asarray(val, dtype=np.float64)
-    n_pts = len(ts)
-    if n_pts == 0:
+    if len(ts) == 0:
         return _empty()
     win = np.floor(ts / WINDOW).astype(np.int64)
+    groups = _groups(sid, ts, val, win, carry_ts, carry_val, hold)
+    gaps = _gap_sources(sid, ts, val, win, carry_ts, carry_val, hold)
+    return groups if len(gaps) == 0 else _concat_sorted(groups, gaps)
 
-    # Groups: runs of points sharing (series, window).
+
+def _groups(
+    sid: np.ndarray,
+    ts: np.ndarray,
+    val: np.ndarray,
+    win: np.ndarray,
+    carry_ts: np.ndarray,
+    carry_val: np.ndarray,
+    hold: float,
+) -> Summaries:
+    """One summary per run of points sharing (series, window)."""
+    n_pts = len(ts)
+    same_series_next = sid[1:] == sid[:-1]
     brk = np.empty(n_pts, dtype=bool)
     brk[0] = True
-    same_series_next = sid[1:] == sid[:-1]
     brk[1:] = ~same_series_next | (win[1:] != win[:-1])
     g_start = np.flatnonzero(brk)
     g_end = np.append(g_start[1:], n_pts) - 1
-
     # Pairs (i, i+1) of one series inside one window add their held interval to the group.
     dt = np.zeros(n_pts)
-    in_pair = np.zeros(n_pts, dtype=bool)
-    in_pair[:-1] = same_series_next & (win[1:] == win[:-1])
-    dt[:-1] = np.where(in_pair[:-1], np.minimum(np.diff(ts), hold), 0.0)
-    inner_cov = np.add.reduceat(dt, g_start)
-    inner_int = np.add.reduceat(dt * val, g_start)
-
-    g_sid = sid[g_start]
-    # Head of each group: the previous point of the same series, else the series' carry
-    # when it lies in an earlier window (a carry in the same window changes nothing there).
-    prev_idx = g_start - 1
-    has_prev_pt = (prev_idx >= 0) & (sid[np.maximum(prev_idx, 0)] == g_sid)
-    c_ts = carry_ts[g_sid]
-    c_val = carry_val[g_sid]
-    carry_ok = ~np.isnan(c_ts) & (np.floor(np.nan_to_num(c_ts) / WINDOW) < win[g_start])
-    prev_ts = np.where(has_prev_pt, ts[np.maximum(prev_idx, 0)], np.where(carry_ok, c_ts, np.nan))
-    prev_val = np.where(
-        has_prev_pt, val[np.maximum(prev_idx, 0)], np.where(carry_ok, c_val, np.nan)
-    )
-
-    groups = Summaries(
-        sid=g_sid,
+    in_pair = same_series_next & (win[1:] == win[:-1])
+    dt[:-1] = np.where(in_pair, np.minimum(np.diff(ts), hold), 0.0)
+    prev_ts, prev_val = _heads(sid, ts, val, win, g_start, carry_ts, carry_val)
+    return Summaries(
+        sid=sid[g_start],
         label=(win[g_start] + 1) * WINDOW,
         n=(g_end - g_start + 1).astype(np.int64),
         first_ts=ts[g_start],
         first_val=val[g_start],
         last_ts=ts[g_end],
         last_val=val[g_end],
-        inner_int=inner_int,
-        inner_cov=inner_cov,
+        inner_int=np.add.reduceat(dt * val, g_start),
+        inner_cov=np.add.reduceat(dt, g_start),
         vmin=np.minimum.reduceat(val, g_start),
         vmax=np.maximum.reduceat(val, g_start),
         prev_ts=prev_ts,
         prev_val=prev_val,
     )
 
-    # Windows with no point of their own but covered by a held value: between consecutive
-    # points of a series, and between a carry and its series' first point.
+
+def _heads(
+    sid: np.ndarray,
+    ts: np.ndarray,
+    val: np.ndarray,
+    win: np.ndarray,
+    g_start: np.ndarray,
+    carry_ts: np.ndarray,
+    carry_val: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's head: the previous point of the same series, else the series' carry when
+    it lies in an earlier window (a carry in the same window changes nothing there)."""
+    g_sid = sid[g_start]
+    prev_idx = np.maximum(g_start - 1, 0)
+    has_prev_pt = (g_start >= 1) & (sid[prev_idx] == g_sid)
+    c_ts, c_val = carry_ts[g_sid], carry_val[g_sid]
+    carry_ok = ~np.isnan(c_ts) & (np.floor(np.nan_to_num(c_ts) / WINDOW) < win[g_start])
+    prev_ts = np.where(has_prev_pt, ts[prev_idx], np.where(carry_ok, c_ts, np.nan))
+    prev_val = np.where(has_prev_pt, val[prev_idx], np.where(carry_ok, c_val, np.nan))
+    return prev_ts, prev_val
+
+
+def _gap_sources(
+    sid: np.ndarray,
+    ts: np.ndarray,
+    val: np.ndarray,
+    win: np.ndarray,
+    carry_ts: np.ndarray,
+    carry_val: np.ndarray,
+    hold: float,
+) -> Summaries:
+    """Windows with no point of their own but covered by a held value: between consecutive
+    points of a series, and between a carry and its series' first point."""
+    same_series_next = sid[1:] == sid[:-1]
     first_of_series = np.flatnonzero(np.append(True, ~same_series_next))
     src_ts = np.concatenate([ts[:-1][same_series_next], carry_ts[sid[first_of_series]]])
     src_val = np.concatenate([val[:-1][same_series_next], carry_val[sid[first_of_series]]])
     src_sid = np.concatenate([sid[:-1][same_series_next], sid[first_of_series]])
     nxt_win = np.concatenate([win[1:][same_series_next], win[first_of_series]])
     keep = ~np.isnan(src_ts)
-    src_ts, src_val, src_sid, nxt_win = src_ts[keep], src_val[keep], src_sid[keep], nxt_win[keep]
-    gaps = _gap_windows(src_sid, src_ts, src_val, nxt_win, hold)
-    if len(gaps) == 0:
-        return groups
-    return _concat_sorted(groups, gaps)
+    return _gap_windows(src_sid[keep], src_ts[keep], src_val[keep], nxt_win[keep], hold)
 
 
 def _gap_windows(
