@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, Protocol
 
-from agent.samples import Sample
+from agent.samples import Sample, tag_value
 
 
 class Metric(NamedTuple):
@@ -67,3 +69,43 @@ class RateTracker:
         """Drop state of vanished devices so the table does not grow forever."""
         for key in [k for k in self._last if k not in keys]:
             del self._last[key]
+
+
+Clock = Callable[[], float]
+
+
+class CounterCollector(CollectorBase):
+    """Collectors whose samples are per-second rates of psutil's per-device counters."""
+
+    def __init__(
+        self,
+        psutil: Any,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ps = psutil
+        self._clock = clock
+        self._mono = monotonic
+        self._rates = RateTracker()
+
+    def rate_samples(
+        self,
+        counters: dict[str, Any],
+        fields: Iterable[tuple[str, Metric]],
+        tag: str,
+        ts: float,
+        mono: float,
+    ) -> list[Sample]:
+        """Rates of each device's counters since the last round; none on the first."""
+        out: list[Sample] = []
+        keys: set[object] = set()
+        for dev, c in counters.items():
+            tags = {tag: tag_value(dev)}
+            for field, metric in fields:
+                key = (dev, field)
+                keys.add(key)
+                r = self._rates.rate(key, float(getattr(c, field)), mono)
+                if r is not None:
+                    out.append(metric.sample(tags, ts, r))
+        self._rates.forget_except(keys)
+        return out

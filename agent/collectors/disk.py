@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.collectors.base import CollectorBase, Metric, RateTracker
+from agent.collectors.base import Clock, CounterCollector, Metric
 from agent.samples import Sample, tag_value
 
 log = logging.getLogger(__name__)
@@ -35,7 +33,7 @@ IO_FIELDS = (  # psutil counter -> the rate metric made of it
 )
 
 
-class DiskCollector(CollectorBase):
+class DiskCollector(CounterCollector):
     """The mount list is re-read every `mounts_every_s`, not every round: it rarely changes."""
 
     name = "disk"
@@ -44,19 +42,15 @@ class DiskCollector(CollectorBase):
     def __init__(
         self,
         psutil: Any,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
         mounts_every_s: float = 60.0,
         mounts_file: Path | None = None,
         rootfs: Path | None = None,
+        **clocks: Clock,
     ) -> None:
-        self._ps = psutil
-        self._clock = clock
-        self._mono = monotonic
+        super().__init__(psutil, **clocks)
         self._mounts_every = mounts_every_s
         self._mounts: list[str] = []
         self._mounts_at: float | None = None
-        self._rates = RateTracker()
         self._mounts_file = mounts_file  # the host's mount table, when run in a container
         self._rootfs = rootfs  # where the host's / is mounted; usage is read through it
 
@@ -105,17 +99,6 @@ class DiskCollector(CollectorBase):
             out.append(USED.sample(tags, ts, float(du.used)))
             out.append(FREE.sample(tags, ts, float(du.free)))
             out.append(PERCENT.sample(tags, ts, float(du.percent)))
-        counters = self._ps.disk_io_counters(perdisk=True) or {}
-        keys: set[object] = set()
-        for dev, c in counters.items():
-            if dev.startswith(SKIP_DEVICE_PREFIXES):
-                continue
-            tags = {"device": tag_value(dev)}
-            for field, metric in IO_FIELDS:
-                key = (dev, field)
-                keys.add(key)
-                r = self._rates.rate(key, float(getattr(c, field)), mono)
-                if r is not None:
-                    out.append(metric.sample(tags, ts, r))
-        self._rates.forget_except(keys)
-        return out
+        disks = self._ps.disk_io_counters(perdisk=True) or {}
+        counters = {d: c for d, c in disks.items() if not d.startswith(SKIP_DEVICE_PREFIXES)}
+        return out + self.rate_samples(counters, IO_FIELDS, "device", ts, mono)

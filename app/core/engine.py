@@ -121,22 +121,26 @@ def summarize(
     val = np.asarray(val, dtype=np.float64)
     if len(ts) == 0:
         return _empty()
-    win = np.floor(ts / WINDOW).astype(np.int64)
-    groups = _groups(sid, ts, val, win, carry_ts, carry_val, hold)
-    gaps = _gap_sources(sid, ts, val, win, carry_ts, carry_val, hold)
+    p = _Points(sid, ts, val, np.floor(ts / WINDOW).astype(np.int64), carry_ts, carry_val)
+    groups = _groups(p, hold)
+    gaps = _gap_sources(p, hold)
     return groups if len(gaps) == 0 else _concat_sorted(groups, gaps)
 
 
-def _groups(
-    sid: np.ndarray,
-    ts: np.ndarray,
-    val: np.ndarray,
-    win: np.ndarray,
-    carry_ts: np.ndarray,
-    carry_val: np.ndarray,
-    hold: float,
-) -> Summaries:
+class _Points(NamedTuple):
+    """A batch's points with their window index, and the per-series carries."""
+
+    sid: np.ndarray
+    ts: np.ndarray
+    val: np.ndarray
+    win: np.ndarray
+    carry_ts: np.ndarray
+    carry_val: np.ndarray
+
+
+def _groups(p: _Points, hold: float) -> Summaries:
     """One summary per run of points sharing (series, window)."""
+    sid, ts, val, win = p.sid, p.ts, p.val, p.win
     n_pts = len(ts)
     same_series_next = sid[1:] == sid[:-1]
     brk = np.empty(n_pts, dtype=bool)
@@ -148,7 +152,7 @@ def _groups(
     dt = np.zeros(n_pts)
     in_pair = same_series_next & (win[1:] == win[:-1])
     dt[:-1] = np.where(in_pair, np.minimum(np.diff(ts), hold), 0.0)
-    prev_ts, prev_val = _heads(sid, ts, val, win, g_start, carry_ts, carry_val)
+    prev_ts, prev_val = _heads(p, g_start)
     return Summaries(
         sid=sid[g_start],
         label=(win[g_start] + 1) * WINDOW,
@@ -166,17 +170,10 @@ def _groups(
     )
 
 
-def _heads(
-    sid: np.ndarray,
-    ts: np.ndarray,
-    val: np.ndarray,
-    win: np.ndarray,
-    g_start: np.ndarray,
-    carry_ts: np.ndarray,
-    carry_val: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+def _heads(p: _Points, g_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each group's head: the previous point of the same series, else the series' carry when
     it lies in an earlier window (a carry in the same window changes nothing there)."""
+    sid, ts, val, win, carry_ts, carry_val = p
     g_sid = sid[g_start]
     prev_idx = np.maximum(g_start - 1, 0)
     has_prev_pt = (g_start >= 1) & (sid[prev_idx] == g_sid)
@@ -187,17 +184,10 @@ def _heads(
     return prev_ts, prev_val
 
 
-def _gap_sources(
-    sid: np.ndarray,
-    ts: np.ndarray,
-    val: np.ndarray,
-    win: np.ndarray,
-    carry_ts: np.ndarray,
-    carry_val: np.ndarray,
-    hold: float,
-) -> Summaries:
+def _gap_sources(p: _Points, hold: float) -> Summaries:
     """Windows with no point of their own but covered by a held value: between consecutive
     points of a series, and between a carry and its series' first point."""
+    sid, ts, val, win, carry_ts, carry_val = p
     same_series_next = sid[1:] == sid[:-1]
     first_of_series = np.flatnonzero(np.append(True, ~same_series_next))
     src_ts = np.concatenate([ts[:-1][same_series_next], carry_ts[sid[first_of_series]]])
