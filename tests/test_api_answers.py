@@ -97,3 +97,18 @@ def test_empty_answers_say_why(client):
     assert r.status_code == 200 and "no power series" in r.json["note"]
     r = client.series("known", "cpu.percent", t0 - 60, t0 + 60)
     assert "note" not in r.json
+
+
+def test_order_is_checked_across_a_refused_timestamp(client):
+    t0 = now30() - 120
+    r = client.samples("web-01", [series([[t0 + 10, 1.0], ["bad", 2.0], [t0 + 5, 3.0]])])
+    d = r.json["details"]
+    assert "RFC 3339" in d["series.0.points.1"][0]
+    assert "strictly greater" in d["series.0.points.2"][0]
+
+
+def test_a_point_refused_for_its_value_still_has_its_time_checked(client):
+    r = client.samples("web-01", [series([[time.time() + 3600, "x"]])])
+    reasons = r.json["details"]["series.0.points.0"]
+    assert any("not a string" in x or "a string" in x for x in reasons)
+    assert any("future" in x for x in reasons), reasons

@@ -140,3 +140,51 @@ def test_a_30m_read_shows_late_windows_before_the_job(client, app, late):
     want = by_hand(stored(store, "lr", base - 60, base + H, "30s"))[base + H]
     assert p["count"] == want["count"] == (120 if late else 60)
     assert math.isclose(p["mean"], want["mean"], rel_tol=1e-9)
+
+
+def test_a_gap_in_the_job_is_caught_up(app, client):
+    """The job last ran three hours ago (a stopped server, a failing thread): its next run
+    re-covers everything since, not only the last hour."""
+    store = app.extensions["fleetpulse"].store
+    now = time.time()
+    store.run_jobs(now - 3 * 3600)
+    start = (int(now) // 30 - 20) * 30  # the last 10 minutes: recent, so marked nothing
+    pts = window_points(start, 60, 6)
+    assert client.samples("gap", [cpu(pts)]).status_code == 200
+    store.run_jobs(now + 2 * 3600)  # the next run, two hours later
+    want = by_hand(stored(store, "gap", start - H, start + 2 * H, "30s"))
+    assert_windows(as_dict(stored(store, "gap", start - H, start + 2 * H, "30m")), want)
+
+
+def test_a_mark_made_again_while_the_job_runs_survives(app, client):
+    """The job clears only the marks it recomputed: a window marked late again after the job
+    took its marks stays marked for the next run (a counter, whatever the clock does)."""
+    store = app.extensions["fleetpulse"].store
+    base = (int(time.time()) // H - 10) * H
+    first = window_points(base, 10, 7)
+    assert client.samples("race", [cpu(first)]).status_code == 200
+    taken = store.registry.late.take()
+    assert (
+        client.samples("race", [cpu(window_points(base + 300, 10, 8), first[-1])]).status_code
+        == 200
+    )
+    store.registry.late.clear(taken)
+    sids = [f[0] for f in store.registry.find("race", None, {}, None)]
+    assert store.registry.late.pending(sids, 0, 2e10) == {sids[0]: {base + H}}
+
+
+def test_late_windows_of_one_host_leave_the_others_alone(app, client):
+    """The recompute is per host: another host's stored 30-minute window is not rewritten."""
+    store = app.extensions["fleetpulse"].store
+    base = (int(time.time()) // H - 12) * H
+    for host, seed in (("one", 9), ("two", 10)):
+        assert client.samples(host, [cpu(window_points(base, 20, seed))]).status_code == 200
+    store.run_jobs(time.time())
+    before = as_dict(stored(store, "two", base, base + H, "30m"))
+    more = window_points(base + 600, 20, 11)
+    assert client.samples("one", [cpu(more)]).status_code == 200
+    counts = store.run_jobs(time.time())
+    assert counts["late"] == 1  # one window of one series of one host: "two" is not rewritten
+    assert as_dict(stored(store, "two", base, base + H, "30m")) == before
+    want = by_hand(stored(store, "one", base - 60, base + H, "30s"))
+    assert_windows(as_dict(stored(store, "one", base, base + H, "30m")), want)

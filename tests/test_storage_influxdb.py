@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import math
 import multiprocessing as mp
 import socket
@@ -400,7 +401,8 @@ class Recorder:
                 pass
 
             def _answer(self, status: int, body=None) -> None:
-                data = b"" if body is None else json.dumps(body).encode()
+                raw = isinstance(body, bytes)  # a CSV answer of the v2 query API
+                data = b"" if body is None else body if raw else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -464,6 +466,8 @@ class Recorder:
             return 204, None
         if path == "/query":
             return 200, {"results": [{"statement_id": 0}]}
+        if path == "/api/v2/query" and method == "POST":
+            return 200, b",result,table,_value\r\n,_result,0,1\r\n"
         return 404, {"code": "not found", "message": path}
 
     def close(self) -> None:
@@ -473,7 +477,7 @@ class Recorder:
 
 def test_influxdb2_setup_buckets_dbrps_task_and_v1_data_path(tmp_path):
     pytest.importorskip("influxdb_client")
-    from app.storage.influxdb.v2 import Influx2Store, task_flux
+    from app.storage.influxdb.v2 import Influx2Store, flux_time, task_flux
 
     rec = Recorder()
     try:
@@ -508,10 +512,35 @@ def test_influxdb2_setup_buckets_dbrps_task_and_v1_data_path(tmp_path):
         assert (method, q["db"], q["rp"], q["precision"]) == ("POST", "fleet", "rp_30s", "s")
         assert headers["Authorization"] == "Token tok-123"
         assert body.startswith(b"m.x,host=h mean=")
-        assert store.run_jobs(time.time()) == {}
+        # The job: the task's Flux over the refresh range through the v2 query API...
+        rec.requests.clear()
+        store.run_jobs(time.time())
+        fluxes = v2_queries(rec, "acme", "tok-123")
+        assert fluxes and all('from(bucket: "fleet/rp_30s")' in f for f in fluxes)
+        assert all("|> range(start: " in f and "r.host ==" not in f for f in fluxes)
+        # ...and a late write's windows, for that host alone; its marks are cleared after.
+        old = (int(time.time()) // 1800 - 6) * 1800
+        store.write(batch("late-h", [old + 1.0, old + 2.0], [1.0, 2.0]))
+        sids = [f[0] for f in store.registry.find("late-h", None, {}, None)]
+        assert store.registry.late.pending(sids, 0, 2e10) == {sids[0]: {old + 1800}}
+        rec.requests.clear()
+        assert store.run_jobs(time.time())["late"] == 1
+        (late,) = [f for f in v2_queries(rec, "acme", "tok-123") if "r.host ==" in f]
+        assert 'r.host == "late-h"' in late and f"range(start: {flux_time(old)}, stop: " in late
+        assert store.registry.late.pending(sids, 0, 2e10) == {}
         store.close()
     finally:
         rec.close()
+
+
+def v2_queries(rec: Recorder, org: str, token: str) -> list[str]:
+    """The Flux scripts posted to the v2 query API, each checked for its org and token."""
+    out = []
+    for _, path, q, headers, body in rec.requests:
+        if path == "/api/v2/query":
+            assert q["org"] == org and headers["Authorization"] == f"Token {token}"
+            out.append(json.loads(body)["query"])
+    return out
 
 
 def test_flux_task_text():

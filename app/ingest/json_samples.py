@@ -109,26 +109,35 @@ class JsonSamples:
     ) -> None:
         offsets = np.concatenate([[0], np.cumsum(counts)])
         idx = np.arange(len(ts)) - offsets[sid]
-        typed = set(problems)  # points refused for their type already: named once
 
         def bad(mask: np.ndarray, reason: str) -> None:
             for j in np.flatnonzero(mask)[:MAX_DETAILS].tolist():
-                path = f"series.{sid[j]}.points.{idx[j]}"
-                if path not in typed:
-                    problems.add(path, reason)
+                problems.add(f"series.{sid[j]}.points.{idx[j]}", reason)
 
-        bad(~np.isfinite(val), "value must be a finite number")
-        too_big = np.isfinite(val) & (np.abs(val) > MAX_ABS_VALUE)
-        bad(too_big, f"value must be within +-{MAX_ABS_VALUE:g}")
-        bad(~np.isfinite(ts), "timestamp must be a finite number")
-        order_bad = np.zeros(len(ts), dtype=bool)
-        both = np.isfinite(ts[1:]) & np.isfinite(ts[:-1])  # a refused timestamp is NaN
-        order_bad[1:] = (sid[1:] == sid[:-1]) & both & ~(ts[1:] > ts[:-1])
-        bad(order_bad, "timestamp must be strictly greater than the previous point's")
+        # JSON numbers are finite (orjson refuses NaN and overflow): a NaN here stands for a
+        # point the type checks refused and named already, so it is compared with nothing.
+        bad(np.abs(val) > MAX_ABS_VALUE, f"value must be within +-{MAX_ABS_VALUE:g}")
+        bad(
+            self._out_of_order(sid, ts),
+            "timestamp must be strictly greater than the previous point's",
+        )
         oldest = now - self.limits.retention_30s
         cutoff = format_rfc3339(math.ceil(oldest))
         bad(ts < oldest, f"timestamp is before {cutoff}: older than the 30-second retention")
         bad(ts > now + self.limits.future_slack, "timestamp is more than 5 minutes in the future")
+
+    @staticmethod
+    def _out_of_order(sid: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Points not after the series' previous point with a usable timestamp."""
+        known = np.isfinite(ts)
+        if not len(ts):
+            return known
+        last = np.maximum.accumulate(np.where(known, np.arange(len(ts)), -1))
+        prev = np.concatenate([[-1], last[:-1]])  # the last known timestamp before each point
+        ok_prev = prev >= 0
+        prev_ts = ts[np.maximum(prev, 0)]
+        same = ok_prev & (sid[np.maximum(prev, 0)] == sid)
+        return known & same & ~(ts > prev_ts)
 
     def _check_carries(
         self,

@@ -19,10 +19,11 @@ import numpy as np
 
 from app.core import codec, engine, state
 from app.core.records import Batch, HostSummary, Query, SeriesPoints, SeriesState, Windows
-from app.storage import rollup
+from app.storage import refresh, rollup
 from app.storage.late import LATE_AFTER, late_labels, spans
 from app.storage.registry import Found, Fresh, Registry
 
+H = engine.WINDOW_30M
 Stored = dict[tuple[int, int], state.State]  # (series index in the batch, label) -> state
 
 
@@ -42,6 +43,7 @@ class Store(abc.ABC):
     registry: Registry
     hold: float
     keep_raw: bool
+    retention: dict[str, float]
     late_after: float = LATE_AFTER
 
     def write(self, batch: Batch) -> int:
@@ -112,9 +114,17 @@ class Store(abc.ABC):
         """Raise StorageUnavailable unless the database answers now."""
 
     @abc.abstractmethod
+    def rollup(self, after: int, upto: int, host: str | None) -> int:
+        """Store the 30-minute windows of the 30-second windows labelled in (after, upto], of
+        one host or of all; return the windows written."""
+
+    @abc.abstractmethod
+    def expire(self, now: float) -> int:
+        """Drop what retention no longer keeps, where the database does not do it itself."""
+
     def run_jobs(self, now: float) -> dict[str, int]:
-        """Downsample to 30-minute windows and enforce retention where the database does not;
-        return counts for the log."""
+        """The server's 30-minute job (``refresh``); return counts for the log."""
+        return refresh.run(self, now)
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -139,9 +149,13 @@ class Store(abc.ABC):
         self, host: str, found: list[Found], stored: list[Windows], start: float, end: float
     ) -> list[Windows]:
         """30-minute windows no refresh has reached yet, computed from the 30-second points."""
-        recent = rollup.fresh_labels(start, end, time.time())
+        now = time.time()
+        recent = rollup.fresh_labels(start, end, now)
         late = self.registry.late.pending([sid for sid, *_ in found], start, end)
-        want = [recent | late.get(sid, set()) for sid, *_ in found]
+        oldest = refresh.oldest_start(self, now)  # a window partly past retention stays stored
+        want = [
+            {lab for lab in recent | late.get(s, set()) if lab - H >= oldest} for s, *_ in found
+        ]
         out = list(stored)
         for first, last in spans([lab for labels in want for lab in labels]):
             fine = self.read_series(host, found, first - engine.WINDOW_30M, last, "30s")

@@ -9,8 +9,8 @@ marked, so nothing extra is written or read.
 
 from __future__ import annotations
 
+import math
 import sqlite3
-import time
 from collections import defaultdict
 
 import numpy as np
@@ -25,8 +25,14 @@ CREATE TABLE IF NOT EXISTS late30m (
     marked INTEGER NOT NULL,
     PRIMARY KEY (series_id, label)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refreshed (
+    name TEXT PRIMARY KEY,
+    until REAL NOT NULL
+);
 """
-LATE_AFTER = 1800.0  # the refresh re-covers the last hour every 15 minutes: older is late
+# The refresh re-covers the last hour every 15 minutes, so a 30-second label newer than
+# now - 1800 is still seen by a later refresh; 300 s less leaves room for clock skew.
+LATE_AFTER = 1500.0
 BATCH = 5000
 
 
@@ -47,12 +53,12 @@ class LateMarks:
         self.db = db
 
     def mark(self, con: sqlite3.Connection, pairs: list[tuple[int, int]]) -> None:
-        """Mark windows late, inside the write's registry transaction."""
-        stamp = time.time_ns()
+        """Mark windows late, inside the write's registry transaction; marking again counts up
+        (a counter, not a clock: a clock stepped back must not make a new mark look old)."""
         con.executemany(
-            "INSERT INTO late30m (series_id, label, marked) VALUES (?, ?, ?) "
-            "ON CONFLICT(series_id, label) DO UPDATE SET marked=excluded.marked",
-            [(s, lab, stamp) for s, lab in pairs],
+            "INSERT INTO late30m (series_id, label, marked) VALUES (?, ?, 1) "
+            "ON CONFLICT(series_id, label) DO UPDATE SET marked=late30m.marked + 1",
+            pairs,
         )
 
     def pending(self, ids: list[int], start: float, end: float) -> dict[int, set[int]]:
@@ -80,13 +86,36 @@ class LateMarks:
         with self.db.tx() as con:
             con.executemany("DELETE FROM late30m WHERE series_id=? AND label=? AND marked<=?", rows)
 
+    def refreshed_until(self, name: str) -> float | None:
+        """When the refresh ``name`` last completed (None: never)."""
+        rows = self.db.read("SELECT until FROM refreshed WHERE name=?", (name,))
+        return rows[0][0] if rows else None
 
-def spans(labels: list[int]) -> list[tuple[int, int]]:
-    """Contiguous runs of 30-minute labels as (first, last)."""
+    def set_refreshed(self, name: str, until: float) -> None:
+        """Note a completed refresh, so the next one re-covers everything since."""
+        with self.db.tx() as con:
+            con.execute(
+                "INSERT INTO refreshed (name, until) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET until=max(until, excluded.until)",
+                (name, until),
+            )
+
+
+def spans(labels: list[int], most: int = 12) -> list[tuple[int, int]]:
+    """Contiguous runs of 30-minute labels as (first, last), each of at most ``most`` windows
+    (one recompute stays small however long the outage was)."""
     out: list[list[int]] = []
     for lab in sorted(set(labels)):
-        if out and lab - out[-1][1] <= engine.WINDOW_30M:
-            out[-1][1] = lab
+        last = out[-1] if out else None
+        if last and lab - last[1] <= engine.WINDOW_30M and lab - last[0] < most * engine.WINDOW_30M:
+            last[1] = lab
         else:
             out.append([lab, lab])
     return [(a, b) for a, b in out]
+
+
+def refresh_from(last: float | None, now: float) -> int:
+    """The first 30-minute label start a refresh covers: the last hour, and everything since
+    the last completed refresh (a server down for a while catches up at its next start)."""
+    since = now - 3600 if last is None else min(last - 3600, now - 3600)
+    return math.floor(since / engine.WINDOW_30M) * engine.WINDOW_30M

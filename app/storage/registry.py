@@ -129,5 +129,18 @@ class Registry:
         )
         return [(m, json.loads(t), u, ts, v) for m, t, u, ts, v in rows]
 
+    def hosts_of(self, ids: list[int]) -> dict[int, str]:
+        """The host of each series id."""
+        out: dict[int, str] = {}
+        for c in range(0, len(ids), 500):
+            part = ids[c : c + 500]
+            marks = ",".join("?" * len(part))
+            out.update(self.db.read(f"SELECT id, host FROM series WHERE id IN ({marks})", part))
+        return out
+
+    def ids_of(self, host: str) -> list[int]:
+        """Every series id of a host."""
+        return [r[0] for r in self.db.read("SELECT id FROM series WHERE host=?", (host,))]
+
     def all_ids(self) -> list[int]:
         return [r[0] for r in self.db.read("SELECT id FROM series")]

@@ -14,7 +14,7 @@ from app.core import codec, engine
 from app.core.records import Batch, Windows
 from app.storage import rollup
 from app.storage.base import Rows, Store, Stored, series_bounds, windows_from_rows
-from app.storage.late import LATE_AFTER, spans
+from app.storage.late import LATE_AFTER
 from app.storage.registry import REGISTRY_SCHEMA, Found, Registry
 from app.storage.sqldb import SqliteDB
 
@@ -138,21 +138,15 @@ class SqliteStore(Store):
     def ping(self) -> None:
         self.db.read("SELECT 1")
 
-    def run_jobs(self, now: float) -> dict[str, int]:
-        """Refresh the 30-minute windows touching the last hour and those marked late, then
-        drop expired rows."""
-        ids = self.registry.all_ids()
-        first = math.floor((now - 3600) / engine.WINDOW_30M) * engine.WINDOW_30M
-        last_label = math.ceil(now / engine.WINDOW_30M) * engine.WINDOW_30M
-        written = deleted = 0
+    def rollup(self, after: int, upto: int, host: str | None) -> int:
+        ids = self.registry.all_ids() if host is None else self.registry.ids_of(host)
+        written = 0
         for c in range(0, len(ids), CHUNK):
-            chunk = ids[c : c + CHUNK]
-            out = self._rollup(chunk, first, last_label)
+            out = self._rollup(ids[c : c + CHUNK], after, upto)
             with self.db.tx() as con:
                 con.executemany("INSERT OR REPLACE INTO w30m VALUES (?,?,?,?,?,?,?,?,?)", out)
-                written += len(out)
-                deleted += self._expire(con, chunk, now)
-        return {"downsampled": written, "late": self._recompute_late(), "expired": deleted}
+            written += len(out)
+        return written
 
     def _rollup(self, sids: list[int], after: float, upto: float) -> list[tuple]:
         """w30m rows of the 30-second windows labelled in (after, upto], per series."""
@@ -173,32 +167,18 @@ class SqliteStore(Store):
             out.extend((int(sid[lo]), *row) for row in zip(*cols, strict=True))
         return out
 
-    def _recompute_late(self) -> int:
-        """The windows written late, whatever their age; their marks cleared after."""
-        marks = self.registry.late.take()
-        if not marks:
-            return 0  # the steady state: nothing written late
-        by_sid: dict[int, list[int]] = {}
-        for sid, label, _ in marks:
-            by_sid.setdefault(sid, []).append(label)
-        out = []
-        for sid, labels in by_sid.items():
-            for lo, hi in spans(labels):
-                out += self._rollup([sid], lo - engine.WINDOW_30M, hi)
-        with self.db.tx() as con:
-            con.executemany("INSERT OR REPLACE INTO w30m VALUES (?,?,?,?,?,?,?,?,?)", out)
-        self.registry.late.clear(marks)
-        return len(out)
-
-    def _expire(self, con: sqlite3.Connection, sids: list[int], now: float) -> int:
+    def expire(self, now: float) -> int:
+        ids = self.registry.all_ids()
         deleted = 0
-        for sid in sids:
-            for table, col, key in EXPIRY:
-                keep = self.retention.get(key, 0)
-                cutoff = math.inf if table == "raw" and keep <= 0 else now - keep
-                deleted += con.execute(
-                    f"DELETE FROM {table} WHERE series_id=? AND {col}<?", (sid, cutoff)
-                ).rowcount
+        for c in range(0, len(ids), CHUNK):
+            with self.db.tx() as con:
+                for sid in ids[c : c + CHUNK]:
+                    for table, col, key in EXPIRY:
+                        keep = self.retention.get(key, 0)
+                        cutoff = math.inf if table == "raw" and keep <= 0 else now - keep
+                        deleted += con.execute(
+                            f"DELETE FROM {table} WHERE series_id=? AND {col}<?", (sid, cutoff)
+                        ).rowcount
         return deleted
 
     def close(self) -> None:

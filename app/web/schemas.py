@@ -73,7 +73,10 @@ class EnergyArgs(RangeArgs):
 
 
 class WindowOut(Schema):
-    time = fields.String(required=True, metadata={"description": "window right edge, RFC 3339 UTC"})
+    time = fields.String(
+        required=True,
+        metadata={"format": "date-time", "description": "window right edge, RFC 3339 UTC"},
+    )
     mean = fields.Float(required=True)
     min = fields.Float(required=True)
     max = fields.Float(required=True)

@@ -125,14 +125,14 @@ class InfluxHTTP:
         self._local = threading.local()
 
     @contextlib.contextmanager
-    def budget(self) -> Iterator[float]:
-        """One deadline (``timeout`` from now) for every call inside: a store operation of
-        several HTTP calls still answers, or raises StorageUnavailable, within ``timeout``."""
+    def budget(self, seconds: float | None = None) -> Iterator[float]:
+        """One deadline (``seconds``, default ``timeout``, from now) for every call inside: a
+        store operation of several HTTP calls answers, or raises StorageUnavailable, by then."""
         outer = getattr(self._local, "deadline", None)
         if outer is not None:
             yield outer
             return
-        self._local.deadline = time.monotonic() + self.timeout
+        self._local.deadline = time.monotonic() + (seconds or self.timeout)
         try:
             yield self._local.deadline
         finally:

@@ -43,12 +43,13 @@ from app.storage.influxdb.protocol import (
 )
 from app.storage.influxdb.rollup import cq_select
 from app.storage.influxdb.setup import clamp_duration, ensure_1x
-from app.storage.late import spans
 from app.storage.options import StoreOptions
 from app.storage.registry import REGISTRY_SCHEMA, Found, Registry
 from app.storage.sqldb import SqliteDB
 
 log = logging.getLogger(__name__)
+
+JOB_TIMEOUT = 120.0  # seconds for one rollup statement of the job (up to 6 h of the fleet)
 
 # Per series: the newest window label ever *attempted* (bumped before each write). A batch
 # whose windows all lie after it cannot have stored merge state, so it skips the read.
@@ -253,28 +254,20 @@ class InfluxStore(Store):
             self.http.ping()
             self._check_ready()
 
-    def run_jobs(self, now: float) -> dict[str, int]:
-        """The CQ does the work inside influxd; this runs the same rollup over the last hour
-        at once (after a restart, or for a test), since CQs never backfill, and over the
-        windows written late, which the CQ never sees again."""
-        self._check_ready()
-        first = math.floor((now - 3600) / engine.WINDOW_30M) * engine.WINDOW_30M
-        end = math.ceil(now / engine.WINDOW_30M) * engine.WINDOW_30M
-        written = self._rollup(first, end)
-        marks = self.registry.late.take()
-        late = 0
-        for lo, hi in spans([label for _, label, _ in marks]):
-            late += self._rollup(lo - engine.WINDOW_30M, hi)  # stamps are window starts
-        if marks:
-            self.registry.late.clear(marks)
-        return {"downsampled": written, "late": late}
-
-    def _rollup(self, start: int, end: int) -> int:
-        """The CQ's statement over 30-second windows starting in [start, end): rows written."""
-        (res,) = self.http.query(
-            [cq_select(self.db, f"time >= {start}s AND time < {end}s")], db=self.db, post=True
-        )
+    def rollup(self, after: int, upto: int, host: str | None) -> int:
+        """The CQ's statement over 30-second windows starting in [after, upto) (stamps are
+        window starts), for one host or all: what the CQ never sees again (late points, a
+        catch-up after downtime; CQs never backfill). Its own, longer deadline."""
+        where = f"time >= {after}s AND time < {upto}s"
+        if host is not None:
+            where += f' AND "host" = {quote_literal(host)}'
+        with self.http.budget(JOB_TIMEOUT):
+            self._check_ready()
+            (res,) = self.http.query([cq_select(self.db, where)], db=self.db, post=True)
         return sum(int(row[1] or 0) for s in res.get("series", []) for row in s.get("values", []))
+
+    def expire(self, now: float) -> int:
+        return 0  # the retention policies expire the data inside influxd
 
     def close(self) -> None:
         self.meta.close()

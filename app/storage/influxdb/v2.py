@@ -9,11 +9,15 @@ a recording HTTP server, the Flux text by inspection. See DESIGN.md (The InfluxD
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+import orjson
 
 from app.core.errors import StorageUnavailable
 from app.storage.influxdb.layout import RP_30M, RP_30S, parse_url
 from app.storage.influxdb.setup import wanted_policies
-from app.storage.influxdb.store import InfluxStore
+from app.storage.influxdb.store import JOB_TIMEOUT, InfluxStore
 from app.storage.options import StoreOptions
 
 log = logging.getLogger(__name__)
@@ -27,26 +31,38 @@ def bucket_name(db: str, rp: str) -> str:
     return f"{db}/{rp}"
 
 
+def flux_time(t: int) -> str:
+    """An epoch second as a Flux time literal."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def flux_string(s: str) -> str:
     """A Flux string literal."""
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${") + '"'
 
 
-def task_flux(db: str) -> str:
+def task_flux(db: str, span: tuple[int, int] | None = None, host: str | None = None) -> str:
     """The 30-minute rollup as a Flux script (``option task`` is appended by the client).
 
-    It re-covers at least the last hour from a whole hour (``date.truncate`` takes only
-    ``1h``-style units), so every 30-minute window it rewrites is complete up to now; windows
-    are stamped with their START (``timeSrc: "_start"``), like the 1.x continuous query, so the
-    read side is the same for both. mean = sum(integral) / sum(covered): time-weighted.
+    As the task, it re-covers at least the last hour from a whole hour (``date.truncate`` takes
+    only ``1h``-style units), so every 30-minute window it rewrites is complete up to now; with
+    ``span`` (epoch seconds, window starts in [start, stop)) and ``host`` it is the job's
+    recompute of late windows. Windows are stamped with their START (``timeSrc: "_start"``),
+    like the 1.x continuous query, so the read side is the same for both.
+    mean = sum(integral) / sum(covered): time-weighted.
     """
     src = flux_string(bucket_name(db, RP_30S))
     dst = flux_string(bucket_name(db, RP_30M))
+    head = f"src = from(bucket: {src})"
+    if span is None:
+        head = f"start = date.truncate(t: -1h, unit: 1h)\n{head}\n    |> range(start: start)"
+    else:
+        head += f"\n    |> range(start: {flux_time(span[0])}, stop: {flux_time(span[1])})"
+    if host is not None:
+        head += f"\n    |> filter(fn: (r) => r.host == {flux_string(host)})"
     return f"""import "date"
 
-start = date.truncate(t: -1h, unit: 1h)
-src = from(bucket: {src})
-    |> range(start: start)
+{head}
 roll = (field, fn) => src
     |> filter(fn: (r) => r._field == field)
     |> aggregateWindow(every: 30m, fn: fn, timeSrc: "_start", createEmpty: false)
@@ -166,6 +182,15 @@ class Influx2Store(InfluxStore):
             full = tasks_api._create_task(TASK_NAME, script, TASK_EVERY, None, org.id).flux
             tasks_api.update_task_request(task.id, TaskUpdateRequest(flux=full, status="active"))
 
-    def run_jobs(self, now: float) -> dict[str, int]:
-        """The Flux task runs inside influxd (InfluxQL on 2.x cannot SELECT INTO)."""
-        return {}
+    def rollup(self, after: int, upto: int, host: str | None) -> int:
+        """The task's Flux over [after, upto) (InfluxQL on 2.x cannot SELECT INTO), through
+        the v2 query API; the task itself keeps the last hour fresh inside influxd."""
+        flux = task_flux(self.db, (after, upto), host)
+        body = orjson.dumps({"query": flux, "type": "flux"})
+        path = "/api/v2/query?" + urlencode({"org": self.org_name})
+        headers = {"Content-Type": "application/json", "Accept": "application/csv"}
+        with self.http.budget(JOB_TIMEOUT):
+            r = self.http._request("POST", path, body=body, headers=headers)
+        if r.status != 200:
+            raise RuntimeError(f"influxdb 2.x /api/v2/query answered {r.status}")
+        return r.data.count(b",_result,")  # the rows to() wrote, as annotated CSV

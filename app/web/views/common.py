@@ -25,6 +25,7 @@ ERRORS = {
     415: "not application/json",
     429: "rate-limited; see Retry-After",
     503: "storage unreachable; see Retry-After",
+    507: "the store's disk is full; nothing was stored",
 }
 
 

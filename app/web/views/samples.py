@@ -14,7 +14,7 @@ from app.web.schemas import SamplesOut
 from app.web.views.common import blueprint, endpoint, ext
 
 bp = blueprint("samples", __name__, url_prefix="/api/v1", description="Writing samples")
-ERRORS = (400, 401, 403, 413, 415, 429, 503)
+ERRORS = (400, 401, 403, 413, 415, 429, 503, 507)
 OTHER_HOST = "another host's series"
 DOC = {
     "requestBody": {

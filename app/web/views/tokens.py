@@ -9,7 +9,7 @@ from app.web.schemas import TokenIn, TokenListItem, TokenOut
 from app.web.views.common import blueprint, endpoint, ext
 
 bp = blueprint("tokens", __name__, url_prefix="/api/v1", description="API tokens (admin)")
-ADMIN = (401, 403, 429)
+ADMIN = (401, 403, 429, 503)  # tokens live in the metadata store, which can be busy
 GONE = {"errors": (*ADMIN, 404), "e404": "no such live token"}
 
 
