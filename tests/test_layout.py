@@ -4,6 +4,7 @@ modules stay small, functions fit on a screen (or say in their docstring why not
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,13 @@ def test_long_functions_say_why() -> None:
             if n > MAX_FUNCTION_LINES and "long because" not in doc.lower():
                 long.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name} ({n} lines)")
     assert long == []
+
+
+@pytest.mark.skipif(shutil.which("duplicates") is None, reason="the duplicates tool is not here")
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_code_written_twice(package: str) -> None:
+    """The `duplicates` tool finds no pair of places sharing six or more lines of one shape."""
+    out = subprocess.run(
+        ["duplicates", "--repo", package], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.startswith("no duplicates"), out

@@ -22,15 +22,15 @@ PSEUDO_FS = frozenset(
 )  # fmt: skip
 SKIP_DEVICE_PREFIXES = ("loop", "ram", "zram", "sr", "fd")
 
-USED = Metric("disk.used.bytes", "B", ("mount",))
-FREE = Metric("disk.free.bytes", "B", ("mount",))
-PERCENT = Metric("disk.percent", "percent", ("mount",))
 IO_FIELDS = (  # psutil counter -> the rate metric made of it
     ("read_bytes", Metric("disk.read.bytes_per_s", "B/s", ("device",))),
     ("write_bytes", Metric("disk.write.bytes_per_s", "B/s", ("device",))),
     ("read_count", Metric("disk.read.iops", "ops/s", ("device",))),
     ("write_count", Metric("disk.write.iops", "ops/s", ("device",))),
 )
+USED = Metric("disk.used.bytes", "B", ("mount",))
+FREE = Metric("disk.free.bytes", "B", ("mount",))
+PERCENT = Metric("disk.percent", "percent", ("mount",))
 
 
 class DiskCollector(CounterCollector):
