@@ -51,7 +51,7 @@ def once(cfg: Config) -> int:
 def run(cfg: Config, collectors: Sequence[Collector] | None = None) -> int:
     """Run until SIGTERM/SIGINT; then spool what is held and try to send it briefly.
 
-    collectors: the configured ones when None (bench/agent.py passes wrapped ones).
+    collectors: injected ones (a test, or bench/agent.py timing each), else the configured.
     Raises SpoolBusy when another live agent holds cfg.spool_dir.
     """
     if cfg.url.startswith("http://"):
