@@ -77,6 +77,10 @@ class LocalRun:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                # As a terminal starts it: a runner that ignores SIGINT (a CI job started in the
+                # background by a non-interactive shell) would pass that on, and bash cannot
+                # trap a signal ignored when it starts, so Ctrl-C would do nothing.
+                preexec_fn=_default_sigint,
             )
         return self
 
@@ -127,6 +131,10 @@ class LocalRun:
         for p in self.seen.values():
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture
