@@ -95,6 +95,8 @@ def test_empty_answers_say_why(client):
         "/api/v1/energy", query_string={"host": "known", "start": t0 - 60, "end": t0 + 60}
     )
     assert r.status_code == 200 and "no power series" in r.json["note"]
+    r = client.series("known", "cpu.percent", t0 - 60, t0 + 60, **{"tag.cpu": "99"})
+    assert r.json["series"] == [] and "{'cpu': 'total'}" in r.json["note"]
     r = client.series("known", "cpu.percent", t0 - 60, t0 + 60)
     assert "note" not in r.json
 

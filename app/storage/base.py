@@ -175,6 +175,10 @@ class Store(abc.ABC):
         """The metrics a host has written, sorted (empty: the host never wrote)."""
         return sorted({m for _, m, _, _ in self.registry.find(host, None, {}, None)})
 
+    def tag_sets(self, host: str, metric: str) -> list[dict[str, str]]:
+        """The tags of each series of one metric of a host."""
+        return [tags for _, _, tags, _ in self.registry.find(host, metric, {}, None)]
+
     def host_state(self, host: str) -> list[SeriesState] | None:
         """The newest sample of each series of the host; None if the host never wrote."""
         rows = self.registry.state(host)

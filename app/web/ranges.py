@@ -45,10 +45,11 @@ def parse_range(args: dict) -> tuple[float, float, str]:
         res = "30s" if windows_in(start, end, 30) <= AUTO_30S_MAX else "30m"
     n = windows_in(start, end, STEP[res])
     if n > MAX_WINDOWS:
+        hint = "narrow the range" + (" or use resolution=30m" if res == "30s" else "")
         raise ApiError(
             400,
             f"the range holds {n} windows of {res}; at most {MAX_WINDOWS} may be asked for",
-            {"end": [f"narrow the range or use a coarser resolution (at most {MAX_WINDOWS})"]},
+            {"end": [f"{hint} (at most {MAX_WINDOWS} windows)"]},
         )
     return start, end, res
 

@@ -70,7 +70,9 @@ def _why_nothing(host: str, metric: str | None, tags: dict[str, str]) -> str:
     if metric not in known:
         return f"host {host!r} has no metric {metric!r}; its metrics: {listed}"
     if tags:
-        return f"no series of {metric!r} on host {host!r} has the tags {tags}"
+        found = ext().store.tag_sets(host, metric)
+        sets = ", ".join(str(t) for t in found[:20]) + (", ..." if len(found) > 20 else "")
+        return f"no series of {metric!r} on host {host!r} has the tags {tags}; its tag sets: {sets}"
     return f"no window of {metric!r} on host {host!r} lies in this range"
 
 
