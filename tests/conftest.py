@@ -121,7 +121,7 @@ class Client:
 
     def get(self, path: str, token: str | None = "", **kw):
         tok = self.token if token == "" else token
-        return self.c.get(path, headers=self.headers(tok), **kw)
+        return self.c.get(path, headers=self.headers(tok, kw.pop("headers", None)), **kw)
 
     def delete(self, path: str, token: str | None = "", **kw):
         tok = self.token if token == "" else token

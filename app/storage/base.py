@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from app.core import codec, engine, state
+from app.core import codec, engine, resolution, state
 from app.core.records import Batch, HostSummary, Query, SeriesPoints, SeriesState, Windows
 from app.storage import refresh, rollup
 from app.storage.late import LATE_AFTER, late_labels, spans
@@ -137,13 +138,28 @@ class Store(abc.ABC):
         found = self.registry.find(q.host, q.metric, q.tags, q.unit)
         if not found:
             return []
-        windows = self.read_series(q.host, found, q.start, q.end, q.resolution)
-        if q.resolution == "30m":
-            windows = self._with_unrefreshed(q.host, found, windows, q.start, q.end)
+        step = resolution.seconds(q.resolution)
+        if step is None:
+            raise ValueError(f"not a resolution: {q.resolution!r}")
+        if step in resolution.NATIVE:
+            windows = self._stored(q.host, found, q.start, q.end, resolution.NATIVE[step])
+        else:  # the stored windows inside the steps labelled in (start, end], rolled up
+            lo, hi = math.floor(q.start / step) * step, math.floor(q.end / step) * step
+            stored = self._stored(q.host, found, lo, hi, resolution.stored_for(step))
+            windows = [rollup.downsample(w, step) for w in stored]
         return [
             SeriesPoints(metric, tags, unit, w)
             for (_, metric, tags, unit), w in zip(found, windows, strict=True)
         ]
+
+    def _stored(
+        self, host: str, found: list[Found], start: float, end: float, res: str
+    ) -> list[Windows]:
+        """The stored windows labelled in (start, end] at ``res`` (30s or 30m)."""
+        windows = self.read_series(host, found, start, end, res)
+        if res == "30m":
+            windows = self._with_unrefreshed(host, found, windows, start, end)
+        return windows
 
     def _with_unrefreshed(
         self, host: str, found: list[Found], stored: list[Windows], start: float, end: float

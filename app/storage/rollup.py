@@ -13,9 +13,10 @@ from app.core.records import Windows
 FRESH = 2 * 3600.0  # a refresh re-covers the last hour every 15 minutes: younger may be stale
 
 
-def downsample(w: Windows) -> Windows:
-    """One series' 30-second windows (sorted) rolled into 30-minute windows."""
-    d = engine.downsample(w.time, w.min, w.max, w.last, w.count, w.covered, w.integral)
+def downsample(w: Windows, period: int = engine.WINDOW_30M) -> Windows:
+    """One series' windows (sorted) rolled into right-labelled windows of ``period`` seconds,
+    time-weighted (sum of integrals over sum of covered seconds)."""
+    d = engine.downsample(w.time, w.min, w.max, w.last, w.count, w.covered, w.integral, period)
     return Windows(
         d["label"].astype(np.int64),
         d["mean"],

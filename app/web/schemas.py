@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from app.core import resolution
 from app.core.records import Windows
 from app.core.times import format_rfc3339
 from app.ingest.schema import host_field, metric_field
@@ -34,6 +35,11 @@ class StatusOut(Schema):
     status = fields.String(required=True)
 
 
+def _resolution(text: str) -> None:
+    if text != "auto" and resolution.seconds(text) is None:
+        raise ValidationError(f"must be {resolution.FORMS}")
+
+
 class RangeArgs(Schema):
     """``start``/``end`` as epoch seconds or RFC 3339; parsed by the view into floats."""
 
@@ -45,7 +51,8 @@ class RangeArgs(Schema):
     end = fields.String(required=True, metadata={"description": "epoch seconds or RFC 3339"})
     resolution = fields.String(
         load_default="auto",
-        validate=validate.OneOf(["30s", "30m", "auto"], error="must be one of 30s, 30m, auto"),
+        validate=_resolution,
+        metadata={"description": f"one of {resolution.FORMS}"},
     )
 
 

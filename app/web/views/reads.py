@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import request
+from flask import Response, request, stream_with_context
 
 from app.core.records import Query
+from app.web import csv_out
 from app.web.errors import ApiError
 from app.web.ranges import parse_range
 from app.web.schemas import EnergyArgs, EnergyOut, HostOut, HostStateOut, SeriesArgs, SeriesOut
@@ -14,16 +15,30 @@ bp = blueprint("read", __name__, url_prefix="/api/v1", description="Reading seri
 RANGE_ERRORS = (400, 401, 403, 429, 503)
 HOST_ERRORS = (401, 403, 404, 429, 503)
 NEVER = {"e404": "the host never wrote"}
+CSV = {
+    "responses": {
+        "200": {
+            "description": "the windows; with Accept: text/csv one CSV row per window",
+            "content": {
+                "application/json": {"schema": SeriesOut},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
+    }
+}
 
 
-@endpoint(bp, "GET /series", "reader", SeriesOut, args=SeriesArgs, errors=RANGE_ERRORS)
-def get_series(args: dict) -> dict:
+@endpoint(bp, "GET /series", "reader", SeriesOut, args=SeriesArgs, errors=RANGE_ERRORS, doc=CSV)
+def get_series(args: dict) -> dict | Response:
     """Windows of one metric of one host, each tag set a series; filter with tag.KEY=VALUE."""
     start, end, res = parse_range(args)
     # webargs drops unknown query keys, so tag filters come from the raw query string.
     tags = {k[4:]: v for k, v in request.args.items() if k.startswith("tag.")}
     q = Query(args["host"], start, end, res, metric=args["metric"], tags=tags)
     found = ext().store.query(q)
+    if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
+        text = csv_out.rows(args["host"], args["metric"], found)
+        return Response(stream_with_context(text), mimetype="text/csv")
     out = {
         "host": args["host"],
         "metric": args["metric"],
