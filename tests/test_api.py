@@ -289,10 +289,7 @@ def test_series_range_edges(client, filled):
         ({"end": "2026-11-23"}, "end"),
         ({"start": "200", "end": "100"}, "start"),
         ({"start": "100", "end": "100"}, "start"),
-        (
-            {"resolution": "45s"},
-            "resolution",
-        ),  # 5m is valid (contract 6): 45 s is no multiple of 30
+        ({"resolution": "45s"}, "resolution"),  # 5m is valid now: 45 s is no multiple of 30
         ({"start": "0", "end": str(30 * 10_001), "resolution": "30s"}, "end"),
         ({"start": "0", "end": str(1800 * 10_001), "resolution": "30m"}, "end"),
         ({"metric": None}, "metric"),
