@@ -12,7 +12,6 @@ import abc
 import contextlib
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,9 +221,3 @@ def windows_from_rows(rows: list[tuple], width: int = 0) -> Windows:
         a[:, 6],
         a[:, 7],
     )
-
-
-@contextlib.contextmanager
-def nothing() -> Iterator[None]:
-    """A section with nothing to hold (for primitives that need no shared context)."""
-    yield None
