@@ -10,10 +10,10 @@ from typing import Any
 
 from flask import current_app, g, request
 
-from app.storage.meta import MetaStore, Principal
+from app.storage.meta import ENV_ADMIN_ID, MetaStore, Principal
 from app.web.errors import ApiError
 
-ENV_ADMIN = Principal("env-admin", "admin", None)
+ENV_ADMIN = Principal(ENV_ADMIN_ID, "admin", None)
 
 
 def current_principal() -> Principal:

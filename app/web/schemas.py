@@ -3,6 +3,7 @@ through these), and the OpenAPI from both. The samples envelope lives in ``app.i
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, vali
 
 from app.core import resolution
 from app.core.records import Windows
-from app.core.times import format_rfc3339
+from app.core.times import format_rfc3339, parse_rfc3339
 from app.ingest.schema import host_field, metric_field
 
 
@@ -179,8 +180,20 @@ class EnergyOut(Schema):
 
 
 class TokenIn(Schema):
-    role = fields.String(required=True, validate=validate.OneOf(["agent", "reader", "admin"]))
+    role = fields.String(
+        required=True, validate=validate.OneOf(["agent", "reader", "admin", "enroll"])
+    )
     host = host_field(load_default=None, allow_none=True)
+    expires = fields.String(
+        load_default=None,
+        metadata={"format": "date-time", "description": "enroll tokens: refused from then on"},
+    )
+    uses = fields.Integer(
+        load_default=None,
+        strict=True,
+        validate=validate.Range(min=1, error="must be a positive count"),
+        metadata={"description": "enroll tokens: how many hosts it may enroll (default: any)"},
+    )
 
     @validates_schema
     def _host_iff_agent(self, data: dict, **_: Any) -> None:
@@ -188,6 +201,20 @@ class TokenIn(Schema):
             raise ValidationError({"host": ["required for an agent token"]})
         if data["role"] != "agent" and data.get("host"):
             raise ValidationError({"host": ["only agent tokens are bound to a host"]})
+        for key in ("expires", "uses"):
+            if data.get(key) is not None and data["role"] != "enroll":
+                raise ValidationError({key: ["only enrollment tokens expire or count uses"]})
+        if data.get("expires") is not None:
+            when = parse_rfc3339(data["expires"])
+            if when is None:
+                raise ValidationError({"expires": ["must be RFC 3339 with an offset"]})
+            if when <= time.time():
+                raise ValidationError({"expires": ["must lie in the future"]})
+            data["expires"] = when
+
+
+class EnrollIn(Schema):
+    host = host_field(required=True)
 
 
 class TokenListItem(Schema):
@@ -195,6 +222,8 @@ class TokenListItem(Schema):
     role = fields.String()
     host = fields.String(allow_none=True)
     created_at = Time()
+    expires = Time(allow_none=True)
+    uses_left = fields.Integer(allow_none=True)
 
 
 class TokenOut(TokenListItem):

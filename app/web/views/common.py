@@ -21,6 +21,7 @@ ERRORS = {
     401: "missing or unknown token",
     403: "token lacks the right",
     404: "not found",
+    409: "conflict",
     413: "body or point count over the limit",
     415: "not application/json",
     429: "rate-limited; see Retry-After",
