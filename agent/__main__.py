@@ -23,6 +23,7 @@ from agent.runner import Runner
 
 if TYPE_CHECKING:
     from agent.collectors.base import Collector
+    from agent.pipeline import Pipeline
 
 log = logging.getLogger("agent")
 
@@ -60,8 +61,6 @@ def run(cfg: Config, collectors: Sequence[Collector] | None = None) -> int:
         sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
     from agent.pipeline import Pipeline
 
-    if not cfg.token:
-        log.error("no FLEETPULSE_TOKEN: the API will answer 401 and batches stay in the spool")
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -75,7 +74,8 @@ def run(cfg: Config, collectors: Sequence[Collector] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)  # from here on a stop flushes, never loses
     signal.signal(signal.SIGINT, on_signal)
-    pipe = Pipeline(cfg, configured)
+    pipe = Pipeline(cfg, configured)  # the spool is this agent's from here on
+    _token(cfg, pipe, stop)
     log.info(
         "agent started: host=%s url=%s interval=%ss collectors=%s spool=%s (%d pending)",
         cfg.host, cfg.url, cfg.interval, ",".join(c.name for c in pipe.collectors),
@@ -88,6 +88,28 @@ def run(cfg: Config, collectors: Sequence[Collector] | None = None) -> int:
         pipe.runner.batcher.accepted, left,
     )  # fmt: skip
     return 0
+
+
+def _token(cfg: Config, pipe: Pipeline, stop: threading.Event) -> None:
+    """The agent token: configured, kept by an earlier enrollment, or enrolled for now."""
+    from agent import enroll
+
+    client = pipe.delivery.client
+    if cfg.token:
+        return
+    kept = enroll.saved_token(cfg.spool_dir)
+    if kept:
+        client.set_token(kept)
+    elif cfg.enroll_token:
+
+        def got(token: str) -> None:
+            client.set_token(token)
+            pipe.delivery.wake.set()  # send what waited
+
+        job = enroll.Enrollment(cfg, got)
+        threading.Thread(target=job.run, args=(stop,), name="enroll", daemon=True).start()
+    else:
+        log.error("no FLEETPULSE_TOKEN: the API will answer 401 and batches stay in the spool")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ TOML keys are the variable names without the FLEETPULSE_ prefix, lower case (`ur
 | FLEETPULSE_URL | url | http://127.0.0.1:8000 | API base URL |
 | FLEETPULSE_TOKEN | token | (none) | agent bearer token |
 | FLEETPULSE_TOKEN_FILE | token_file | (none) | read the token from this file instead |
+| FLEETPULSE_ENROLL_TOKEN | enroll_token | (none) | no token: enroll once, keep it in spool_dir |
 | FLEETPULSE_HOST | host | host name, sanitised to [A-Za-z0-9._-] | host name sent |
 | FLEETPULSE_INTERVAL | interval | 1 | seconds between samples |
 | FLEETPULSE_SPOOL_DIR | spool_dir | see default_spool_dir() | spool + dead letters |
@@ -59,6 +60,7 @@ class Config:
 
     url: str = "http://127.0.0.1:8000"
     token: str = ""
+    enroll_token: str = ""  # used only while no agent token is known (section 7)
     host: str = "localhost"
     interval: float = 1.0
     spool_dir: Path = Path("spool")
@@ -183,6 +185,7 @@ def load(
     return Config(
         url=url,
         token=token,
+        enroll_token=str(raw.get("enroll_token", "")),
         host=host,
         interval=_number("interval", raw.get("interval", 1.0), float, 0.01),
         spool_dir=Path(str(raw.get("spool_dir") or default_spool_dir())).expanduser(),

@@ -67,7 +67,8 @@ class HttpClient:
         self._https = parts.scheme == "https"
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port
-        self._path = parts.path.rstrip("/") + "/api/v1/samples"
+        self._base = parts.path.rstrip("/")
+        self._path = self._base + "/api/v1/samples"
         self._timeout = timeout
         self._ca_file = ca_file
         self._headers = {
@@ -95,14 +96,21 @@ class HttpClient:
             self._conn.close()
             self._conn = None
 
-    def post(self, body: bytes) -> Answer:
-        """POST one gzip body; raises OSError/HTTPException when no answer came back."""
+    def set_token(self, token: str) -> None:
+        """Send with this token from now on (one an enrollment just gave)."""
+        self._headers["Authorization"] = f"Bearer {token}"
+
+    def post(self, body: bytes, path: str = "", headers: dict[str, str] | None = None) -> Answer:
+        """POST one body (a gzip batch to /api/v1/samples unless ``path`` says otherwise);
+        raises OSError/HTTPException when no answer came back."""
+        sent = {**self._headers, **(headers or {})}
+        target = self._base + path if path else self._path
         for attempt in (1, 2):
             reused = self._conn is not None
             if self._conn is None:
                 self._conn = self._connect()
             try:
-                self._conn.request("POST", self._path, body=body, headers=self._headers)
+                self._conn.request("POST", target, body=body, headers=sent)
                 resp = self._conn.getresponse()
                 data = resp.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):

@@ -86,3 +86,28 @@ def test_bad_enroll_token_requests(client):
     ):
         r = client.post("/api/v1/tokens", body)
         assert r.status_code == 400 and field in r.json["details"], (body, r.json)
+
+
+def test_an_older_metadata_file_gets_the_new_columns(tmp_path):
+    """A metadata file made before enrollment existed opens, keeps its tokens, and enrolls."""
+    import sqlite3
+
+    from app.storage.meta import MetaStore, hash_token
+
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    con.executescript(
+        "CREATE TABLE tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL,"
+        " host TEXT, created_at REAL NOT NULL, revoked_at REAL);"
+    )
+    con.execute(
+        "INSERT INTO tokens VALUES ('r1', ?, 'reader', NULL, 1.0, NULL)", (hash_token("t"),)
+    )
+    con.commit()
+    con.close()
+    meta = MetaStore(str(path))
+    assert meta.lookup("t").role == "reader"
+    info, _ = meta.create_token("enroll", None, time.time() + 60, 1)
+    assert meta.enroll(info.id, "h1")[0].host == "h1"
+    assert [t.uses_left for t in meta.list_tokens() if t.role == "enroll"] == [0]
+    meta.close()
