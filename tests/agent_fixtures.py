@@ -10,6 +10,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,6 +105,18 @@ class FakeApi:
         """Stop serving."""
         self.server.shutdown()
         self.server.server_close()
+
+
+def api_call(method: str, url: str, token: str, body: dict | None = None) -> tuple[int, object]:
+    """One JSON call to a real API as an admin or reader script would make it."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        raw = resp.read()
+        return resp.status, json.loads(raw) if raw else None
 
 
 def _maybe_json(raw: bytes, encoding: str | None) -> dict | None:

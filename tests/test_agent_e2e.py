@@ -1,6 +1,5 @@
 """The agent against a real gunicorn of the API (the `live_api` fixture in conftest.py)."""
 
-import json
 import math
 import signal
 import subprocess
@@ -13,17 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.agent_fixtures import api_call as call
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def call(method, url, token, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return resp.status, json.loads(resp.read())
 
 
 @pytest.mark.e2e

@@ -4,30 +4,19 @@ a refusal logged once and not hammered."""
 
 from __future__ import annotations
 
-import json
 import signal
 import stat
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.agent_fixtures import api_call as call
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def call(method: str, url: str, token: str, body: dict | None = None) -> tuple[int, object]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        raw = resp.read()
-        return resp.status, json.loads(raw) if raw else None
 
 
 def start_agent(api, host: str, enroll: str, spool: Path, log: Path) -> subprocess.Popen:
