@@ -17,7 +17,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from harness.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -658,12 +659,6 @@ def test_dockerfile_requirements_are_what_the_venv_has():
     for name in requirement_files():
         for dist, version in pinned_requirements(ROOT / name).items():
             assert importlib.metadata.version(dist) == version, f"{name}: {dist}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> int:

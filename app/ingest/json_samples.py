@@ -17,13 +17,12 @@ from app.ingest import Limits
 from app.ingest.body import decode_json
 from app.ingest.envelope import EnvelopeLoader
 from app.ingest.points import carry_pair, split_points, timestamps
-from app.ingest.problems import Problems, cap, summary
+from app.ingest.problems import MAX_DETAILS, Problems, cap, summary
 from app.ingest.schema import flatten_errors
 
 # Finite values beyond this would overflow float64 in the integrals (value x seconds, summed over
 # windows) and come back as null means; 1e300 x 1800 s x 10,000 windows still fits.
 MAX_ABS_VALUE = 1e300
-MAX_DETAILS = 1000
 
 
 class JsonSamples:
