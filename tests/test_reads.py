@@ -63,10 +63,11 @@ def assert_same(got: dict, want: dict) -> None:
 
 @pytest.fixture
 def filled(client):
-    """Three hours of a series sampled every 7 s, ending a few minutes ago."""
+    """2.5 to 4.5 hours of a series sampled every 7 s, ending a few minutes ago: (start, end]
+    holds at least two 2-hour labels whatever the clock says."""
     end = (int(time.time()) // 30 - 4) * 30
-    start = end - 3 * 3600
-    pts = [[start + 7.0 * k + 0.5, float((k * 37) % 101)] for k in range(int(3 * 3600 / 7))]
+    start = (end - 7200) // 7200 * 7200 - 1800
+    pts = [[start + 7.0 * k + 0.5, float((k * 37) % 101)] for k in range(int((end - start) / 7))]
     for a in range(0, len(pts), 500):
         series = cpu(pts[a : a + 500])
         if a:
