@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -26,11 +27,22 @@ class Batch:
     val: np.ndarray  # float64, per point
     carry_ts: np.ndarray  # float64, per series
     carry_val: np.ndarray  # float64, per series
+    # Senders that send no carry (line protocol, remote write, OTLP): the store fills a missing
+    # carry with the series' newest stored sample when it is older than the first point.
+    server_carry: bool = False
 
     @property
     def samples(self) -> int:
         """Points accepted (carries are not samples)."""
         return len(self.ts)
+
+    def first_index(self) -> np.ndarray:
+        """Index of each series' oldest point."""
+        return np.searchsorted(self.sid, np.arange(len(self.keys)), side="left")
+
+    def with_carry(self, carry_ts: np.ndarray, carry_val: np.ndarray) -> Batch:
+        """The same batch with other carries."""
+        return dataclasses.replace(self, carry_ts=carry_ts, carry_val=carry_val)
 
     def last_index(self) -> np.ndarray:
         """Index of each series' newest point (every series has at least one)."""

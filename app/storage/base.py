@@ -48,13 +48,15 @@ class Store(abc.ABC):
 
     def write(self, batch: Batch) -> int:
         """Merge the batch's windows with stored state, atomically per host; windows written."""
-        summaries = engine.summarize(
-            batch.sid, batch.ts, batch.val, batch.carry_ts, batch.carry_val, self.hold
-        )
+        summaries = None if batch.server_carry else self._summarize(batch)
         fresh: Fresh = {}
         with self.write_section(batch.host) as tx:
             with self.registry_tx(tx) as con:
                 ids, fresh = self.registry.ids(con, batch.host, batch.keys, batch.units)
+                if summaries is None:  # the newest stored sample is read under the host's lock
+                    batch = with_server_carry(batch, ids, self.registry.latest(con, ids))
+            if summaries is None:
+                summaries = self._summarize(batch)
             stored = self.read_states(tx, batch, ids, summaries)
             rows = self._merge(summaries, stored)
             self.write_windows(tx, batch, ids, rows)
@@ -71,6 +73,11 @@ class Store(abc.ABC):
                     self.registry.late.mark(con, late)
         self.registry.keep(fresh)  # only ids whose transaction committed
         return len(rows.keep)
+
+    def _summarize(self, batch: Batch) -> engine.Summaries:
+        return engine.summarize(
+            batch.sid, batch.ts, batch.val, batch.carry_ts, batch.carry_val, self.hold
+        )
 
     def _merge(self, s: engine.Summaries, stored: Stored) -> Rows:
         if stored:
@@ -198,6 +205,20 @@ class Store(abc.ABC):
         """The newest sample of each series of the host; None if the host never wrote."""
         rows = self.registry.state(host)
         return [SeriesState(*r) for r in rows] if rows else None
+
+
+def with_server_carry(
+    batch: Batch, ids: list[int], latest: dict[int, tuple[float, float]]
+) -> Batch:
+    """Fill each missing carry with the series' newest stored sample when it is older than the
+    series' first point (contract section 8: senders that send no carry)."""
+    carry_ts, carry_val = batch.carry_ts.copy(), batch.carry_val.copy()
+    first = batch.ts[batch.first_index()]
+    for k, sid in enumerate(ids):
+        got = latest.get(sid)
+        if got is not None and math.isnan(carry_ts[k]) and got[0] < first[k]:
+            carry_ts[k], carry_val[k] = got
+    return batch.with_carry(carry_ts, carry_val)
 
 
 def series_bounds(s: engine.Summaries, n_keys: int) -> np.ndarray:

@@ -97,6 +97,20 @@ class Registry:
             [(t, v, i, t) for i, t, v in zip(ids, ts, vals, strict=True)],
         )
 
+    def latest(self, con: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[float, float]]:
+        """The newest stored sample of each series that has one (for the server-side carry)."""
+        out: dict[int, tuple[float, float]] = {}
+        uniq = list(set(ids))
+        for c in range(0, len(uniq), 500):
+            part = uniq[c : c + 500]
+            rows = con.execute(
+                f"SELECT id, last_ts, last_value FROM series WHERE last_ts IS NOT NULL AND id IN "
+                f"({','.join('?' * len(part))})",
+                part,
+            ).fetchall()
+            out.update((i, (t, v)) for i, t, v in rows)
+        return out
+
     def find(
         self, host: str, metric: str | None, tags: dict[str, str], unit: str | None
     ) -> list[Found]:
