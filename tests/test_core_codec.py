@@ -18,7 +18,7 @@ def _summaries() -> engine.Summaries:
 def test_fresh_encoding_equals_merge_into_states():
     """The write fast path (nothing stored) packs exactly what merge_into's states pack."""
     s = _summaries()
-    _, states = state.merge_into(s, {})
+    _, states = state.merge_into(s, {}, state.Points(s.sid, s.first_ts, s.first_val))
     a, b = codec.encode_fresh(s), codec.encode_states(states)
     assert a.segs == b.segs and b"" in a.segs
     assert np.array_equal(np.array(a.prev_ts), np.array(b.prev_ts), equal_nan=True)
@@ -27,7 +27,7 @@ def test_fresh_encoding_equals_merge_into_states():
 
 def test_states_round_trip_through_their_stored_form():
     s = _summaries()
-    _, states = state.merge_into(s, {})
+    _, states = state.merge_into(s, {}, state.Points(s.sid, s.first_ts, s.first_val))
     enc = codec.encode_states(states)
     for i, st in enumerate(states):
         head = [None if np.isnan(x) else x for x in (enc.prev_ts[i], enc.prev_val[i])]

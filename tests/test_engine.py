@@ -123,7 +123,7 @@ def test_golden_split_over_batches_any_order():
     store: dict = {}
     for a, b in reversed(parts):
         carry = (ts[a - 1], vals[a - 1]) if a else None
-        apply(store, one_series(ts[a:b], vals[a:b], carry))
+        apply(store, ts[a:b], vals[a:b], carry)
     w = finished(store)[T0 + 30]
     assert w["integral"] == pytest.approx(788)
     assert w["covered"] == pytest.approx(30)
@@ -209,10 +209,12 @@ def test_downsample_is_time_weighted_and_right_labelled():
 # ---- properties -----------------------------------------------------------------------------
 
 
-def apply(store: dict, s: engine.Summaries, hold=engine.DEFAULT_HOLD) -> None:
+def apply(store: dict, ts, vals, carry=None, hold=engine.DEFAULT_HOLD) -> None:
     """What a store does with a batch: merge with what it has for the same windows."""
+    s = one_series(ts, vals, carry, hold)
+    pts = state.Points(np.zeros(len(ts), np.int64), np.asarray(ts, float), np.asarray(vals, float))
     keys = list(zip(s.sid.tolist(), s.label.tolist(), strict=True))
-    _, states = state.merge_into(s, {k: store[k] for k in keys if k in store}, hold)
+    _, states = state.merge_into(s, {k: store[k] for k in keys if k in store}, pts, hold)
     store.update(zip(keys, states, strict=True))
 
 
@@ -268,11 +270,54 @@ def test_split_retry_and_order_give_the_same_stored_points(run, data):
     batches = []
     for a, b in bounds:
         c = carry if a == 0 else (ts[a - 1], vals[a - 1])
-        batches.append(one_series(ts[a:b], vals[a:b], c, hold))
+        batches.append((ts[a:b], vals[a:b], c))
     order = data.draw(st.permutations(range(len(batches))))
     retries = data.draw(st.lists(st.integers(0, len(batches) - 1), max_size=3))
     store: dict = {}
     for i in [*order, *retries]:
-        apply(store, batches[i], hold)
+        apply(store, *batches[i], hold)
+    scale = max(1.0, *(abs(v) for v in vals), abs(carry[1]) if carry else 0)
+    assert_same(finished(store, hold), as_dict(one_series(ts, vals, carry, hold), hold), scale)
+
+
+def test_rechunked_resend_counts_each_sample_once():
+    """The contract's minimal case (section 4): the same samples cut differently, either order."""
+    a = ([T0 + 1, T0 + 2], [1.0, 2.0], None)
+    b = ([T0 + 2, T0 + 3], [2.0, 3.0], (T0 + 1, 1.0))
+    for order in ((a, b), (b, a)):
+        store: dict = {}
+        for batch in order:
+            apply(store, *batch)
+        w = finished(store)[T0 + 30]
+        assert (w["count"], w["covered"], w["min"]) == (3, 29, 1)
+        assert w["mean"] == pytest.approx(84 / 29, rel=1e-12)
+
+
+@st.composite
+def rechunks(draw, n: int):
+    """Contiguous runs of 0..n-1 whose union is every index, overlapping at random."""
+    runs = []
+    covered = 0
+    while covered < n:
+        a = draw(st.integers(max(0, covered - 5), covered))
+        b = draw(st.integers(covered + 1, n))
+        runs.append((a, b))
+        covered = b
+    runs += draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, n)), max_size=3))
+    return [(a, b) for a, b in runs if a < b]
+
+
+@settings(max_examples=300, deadline=None)
+@given(sample_runs(), st.data())
+def test_overlapping_rechunks_in_any_order_equal_one_batch(run, data):
+    """Re-batched resends (contiguous runs overlapping without being equal), in any order,
+    each with its carry: the stored points are one batch's."""
+    ts, vals, carry, hold = run
+    chunks = data.draw(rechunks(len(ts)))
+    order = data.draw(st.permutations(chunks))
+    store: dict = {}
+    for a, b in order:
+        c = carry if a == 0 else (ts[a - 1], vals[a - 1])
+        apply(store, ts[a:b], vals[a:b], c, hold)
     scale = max(1.0, *(abs(v) for v in vals), abs(carry[1]) if carry else 0)
     assert_same(finished(store, hold), as_dict(one_series(ts, vals, carry, hold), hold), scale)

@@ -140,7 +140,9 @@ def test_batches_merged_in_any_order_equal_the_oracle(run, data):
     order = data.draw(st.permutations(range(len(parts))))
     stored: dict = {}
     for i in [*order, order[0]]:
-        _, states = state.merge_into(parts[i], stored, hold)
+        a, b = bounds[i], bounds[i + 1]
+        pts = state.Points(np.zeros(b - a, np.int64), np.array(ts[a:b]), np.array(vals[a:b]))
+        _, states = state.merge_into(parts[i], stored, pts, hold)
         for j, st_ in enumerate(states):
             stored[(0, int(parts[i].label[j]))] = st_
     keys = sorted(stored)

@@ -90,6 +90,10 @@ class Summaries:
             *(float(getattr(self, f)[i]) for f in SUMMARY_FIELDS[1:]),
         )
 
+    def take(self, idx: np.ndarray) -> Summaries:
+        """The rows at ``idx``, in that order."""
+        return Summaries(**{k: v[idx] for k, v in self.__dict__.items()})
+
     @classmethod
     def from_rows(cls, sid: list[int], label: list[int], rows: list[Summary]) -> Summaries:
         """Build columns from scalar rows (merged or read back from a store)."""
@@ -124,7 +128,7 @@ def summarize(
     p = _Points(sid, ts, val, np.floor(ts / WINDOW).astype(np.int64), carry_ts, carry_val)
     groups = _groups(p, hold)
     gaps = _gap_sources(p, hold)
-    return groups if len(gaps) == 0 else _concat_sorted(groups, gaps)
+    return groups if len(gaps) == 0 else concat_sorted(groups, gaps)
 
 
 class _Points(NamedTuple):
@@ -195,10 +199,10 @@ def _gap_sources(p: _Points, hold: float) -> Summaries:
     src_sid = np.concatenate([sid[:-1][same_series_next], sid[first_of_series]])
     nxt_win = np.concatenate([win[1:][same_series_next], win[first_of_series]])
     keep = ~np.isnan(src_ts)
-    return _gap_windows(src_sid[keep], src_ts[keep], src_val[keep], nxt_win[keep], hold)
+    return gap_windows(src_sid[keep], src_ts[keep], src_val[keep], nxt_win[keep], hold)
 
 
-def _gap_windows(
+def gap_windows(
     sid: np.ndarray, ts: np.ndarray, val: np.ndarray, nxt_win: np.ndarray, hold: float
 ) -> Summaries:
     """Count-0 windows strictly between a source sample's window and the next point's."""
@@ -235,7 +239,7 @@ def _empty() -> Summaries:
     return Summaries.from_rows([], [], [])
 
 
-def _concat_sorted(a: Summaries, b: Summaries) -> Summaries:
+def concat_sorted(a: Summaries, b: Summaries) -> Summaries:
     cols = {
         f: np.concatenate([getattr(a, f), getattr(b, f)]) for f in ("sid", "label", *SUMMARY_FIELDS)
     }

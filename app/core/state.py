@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from app.core.engine import DEFAULT_HOLD, Summaries, Summary
+import numpy as np
+
+from app.core.engine import DEFAULT_HOLD, WINDOW, Summaries, Summary
 
 
 class State(NamedTuple):
@@ -78,8 +80,70 @@ def collapse(state: State, hold: float = DEFAULT_HOLD) -> Summary:
     )
 
 
+def absorb(old: State, row: Summary, ts: np.ndarray, val: np.ndarray, hold: float) -> State:
+    """A stored state plus a batch's own samples in the window (``ts``, ``val``).
+
+    A stored segment holds every sample of its run (a sender's batch is a contiguous run of
+    its samples), so new samples inside a segment's span are already counted; the others form
+    new segments, cut wherever a stored segment lies between them. Exact for re-chunked resends
+    that overlap without being equal, in any order.
+    """
+    heads = [(s.prev_ts, s.prev_val) for s in (old, state_of(row)) if not math.isnan(s.prev_ts)]
+    prev_ts, prev_val = max(heads) if heads else (math.nan, math.nan)
+    firsts = np.array([s.first_ts for s in old.segs])
+    lasts = np.array([s.last_ts for s in old.segs])
+    # For each sample: the stored segments starting at or before it, and ending before it.
+    started = np.searchsorted(np.sort(firsts), ts, side="right")
+    ended = np.searchsorted(np.sort(lasts), ts, side="left")
+    fresh = started == ended  # no stored span contains the sample
+    segs = list(old.segs)
+    idx = np.flatnonzero(fresh)
+    if len(idx):
+        cut = np.flatnonzero(np.diff(started[idx]) != 0) + 1  # a stored segment in between
+        for run in np.split(idx, cut):
+            segs.append(segment(ts[run], val[run], hold))
+    return State(prev_ts, prev_val, tuple(sorted(segs, key=lambda s: s.first_ts)))
+
+
+def segment(ts: np.ndarray, val: np.ndarray, hold: float) -> Summary:
+    """The segment of one run of samples (strictly increasing ``ts``) inside one window."""
+    dt = np.minimum(np.diff(ts), hold)
+    return Summary(
+        len(ts),
+        float(ts[0]),
+        float(val[0]),
+        float(ts[-1]),
+        float(val[-1]),
+        float(np.dot(dt, val[:-1])),
+        float(dt.sum()),
+        float(val.min()),
+        float(val.max()),
+        0.0,
+        0.0,
+    )
+
+
+class Points(NamedTuple):
+    """A batch's samples, sorted by series then time, with their window index."""
+
+    sid: np.ndarray
+    ts: np.ndarray
+    val: np.ndarray
+
+    def window(self, sid: int, label: int) -> slice:
+        """The samples of series ``sid`` in the window labelled ``label``."""
+        lo = np.searchsorted(self.sid, sid, side="left")
+        hi = np.searchsorted(self.sid, sid, side="right")
+        a = lo + np.searchsorted(self.ts[lo:hi], label - WINDOW, side="left")
+        b = lo + np.searchsorted(self.ts[lo:hi], label, side="left")
+        return slice(int(a), int(b))
+
+
 def merge_into(
-    new: Summaries, stored: dict[tuple[int, int], State], hold: float = DEFAULT_HOLD
+    new: Summaries,
+    stored: dict[tuple[int, int], State],
+    points: Points,
+    hold: float = DEFAULT_HOLD,
 ) -> tuple[Summaries, list[State]]:
     """Merge a batch with the stored states of the same (series, label) keys.
 
@@ -91,9 +155,11 @@ def merge_into(
     for i in range(len(new)):
         row = new.row(i)
         st = state_of(row)
-        old = stored.get((int(new.sid[i]), int(new.label[i])))
+        key = (int(new.sid[i]), int(new.label[i]))
+        old = stored.get(key)
         if old is not None:
-            st = merge(old, st)
+            w = points.window(*key)
+            st = absorb(old, row, points.ts[w], points.val[w], hold)
             row = collapse(st, hold)
         states.append(st)
         rows.append(row)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from app.core import codec, engine, resolution, state
+from app.core import codec, engine, resolution, state, tails
 from app.core.records import Batch, HostSummary, Query, SeriesPoints, SeriesState, Windows
 from app.storage import refresh, rollup
 from app.storage.late import LATE_AFTER, late_labels, spans
@@ -51,14 +51,14 @@ class Store(abc.ABC):
         summaries = None if batch.server_carry else self._summarize(batch)
         fresh: Fresh = {}
         with self.write_section(batch.host) as tx:
-            with self.registry_tx(tx) as con:
+            with self.registry_tx(tx) as con:  # newest stored samples, under the host's lock
                 ids, fresh = self.registry.ids(con, batch.host, batch.keys, batch.units)
-                if summaries is None:  # the newest stored sample is read under the host's lock
-                    batch = with_server_carry(batch, ids, self.registry.latest(con, ids))
+                latest = self.registry.latest(con, ids)
             if summaries is None:
+                batch = with_server_carry(batch, ids, latest)
                 summaries = self._summarize(batch)
-            stored = self.read_states(tx, batch, ids, summaries)
-            rows = self._merge(summaries, stored)
+            summaries, stored = self._with_stored(tx, batch, ids, summaries, latest)
+            rows = self._merge(summaries, stored, batch)
             self.write_windows(tx, batch, ids, rows)
             if self.keep_raw:
                 self.write_raw(tx, batch, ids)
@@ -79,9 +79,29 @@ class Store(abc.ABC):
             batch.sid, batch.ts, batch.val, batch.carry_ts, batch.carry_val, self.hold
         )
 
-    def _merge(self, s: engine.Summaries, stored: Stored) -> Rows:
+    def _with_stored(
+        self,
+        tx: Any,
+        batch: Batch,
+        ids: list[int],
+        s: engine.Summaries,
+        latest: dict[int, tuple[float, float]],
+    ) -> tuple[engine.Summaries, Stored]:
+        """The batch's rows, plus the windows after it that an out-of-order batch's last
+        samples hold into (``core.tails``), with the stored states of all of them."""
+        last = batch.last_index()
+        latest_ts = np.array([latest.get(i, (math.nan,))[0] for i in ids], dtype=np.float64)
+        t = tails.tails(batch.ts[last], batch.val[last], latest_ts, self.hold)
+        if len(t) == 0:
+            return s, self.read_states(tx, batch, ids, s)
+        both, is_tail = tails.with_tails(s, t)
+        stored = self.read_states(tx, batch, ids, both)
+        return both.take(tails.trim(both, is_tail, batch.ts[last], stored)), stored
+
+    def _merge(self, s: engine.Summaries, stored: Stored, batch: Batch) -> Rows:
         if stored:
-            merged, states = state.merge_into(s, stored, self.hold)
+            points = state.Points(batch.sid, batch.ts, batch.val)
+            merged, states = state.merge_into(s, stored, points, self.hold)
             encoded = codec.encode_states(states)
         else:  # nothing stored (the usual case): each row's state is its own summary
             merged, encoded = s, codec.encode_fresh(s)

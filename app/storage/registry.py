@@ -11,7 +11,7 @@ import sqlite3
 
 from app.core.records import SeriesKey
 from app.storage.late import LATE_SCHEMA, LateMarks
-from app.storage.sqldb import SqliteDB
+from app.storage.sqldb import SqliteDB, rows_in
 
 Fresh = dict[tuple[str, SeriesKey], tuple[int, str | None]]
 Found = tuple[int, str, dict[str, str], str | None]  # (series id, metric, tags, unit)
@@ -99,17 +99,12 @@ class Registry:
 
     def latest(self, con: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[float, float]]:
         """The newest stored sample of each series that has one (for the server-side carry)."""
-        out: dict[int, tuple[float, float]] = {}
-        uniq = list(set(ids))
-        for c in range(0, len(uniq), 500):
-            part = uniq[c : c + 500]
-            rows = con.execute(
-                f"SELECT id, last_ts, last_value FROM series WHERE last_ts IS NOT NULL AND id IN "
-                f"({','.join('?' * len(part))})",
-                part,
-            ).fetchall()
-            out.update((i, (t, v)) for i, t, v in rows)
-        return out
+        sql = (
+            "SELECT id, last_ts, last_value FROM series "
+            "WHERE id IN ({marks}) AND last_ts IS NOT NULL"
+        )
+        rows = rows_in(lambda q, a: con.execute(q, a).fetchall(), sql, ids)
+        return {i: (t, v) for i, t, v in rows}
 
     def find(
         self, host: str, metric: str | None, tags: dict[str, str], unit: str | None
@@ -145,12 +140,7 @@ class Registry:
 
     def hosts_of(self, ids: list[int]) -> dict[int, str]:
         """The host of each series id."""
-        out: dict[int, str] = {}
-        for c in range(0, len(ids), 500):
-            part = ids[c : c + 500]
-            marks = ",".join("?" * len(part))
-            out.update(self.db.read(f"SELECT id, host FROM series WHERE id IN ({marks})", part))
-        return out
+        return dict(rows_in(self.db.read, "SELECT id, host FROM series WHERE id IN ({marks})", ids))
 
     def ids_of(self, host: str) -> list[int]:
         """Every series id of a host."""

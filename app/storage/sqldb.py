@@ -109,3 +109,13 @@ def _translate(e: sqlite3.Error) -> Exception:
     if isinstance(e, sqlite3.OperationalError):
         return StorageUnavailable(str(e))
     return e
+
+
+def rows_in(run: Callable[[str, list], list], sql: str, ids: list[int]) -> list:
+    """``sql`` (with ``{marks}`` in its ``IN (...)``) run over ``ids`` in chunks SQLite takes."""
+    uniq = list(dict.fromkeys(ids))
+    out: list = []
+    for c in range(0, len(uniq), 500):
+        part = uniq[c : c + 500]
+        out.extend(run(sql.format(marks=",".join("?" * len(part))), part))
+    return out

@@ -45,7 +45,7 @@ from app.storage.influxdb.rollup import cq_select
 from app.storage.influxdb.setup import clamp_duration, ensure_1x
 from app.storage.options import StoreOptions
 from app.storage.registry import REGISTRY_SCHEMA, Found, Registry
-from app.storage.sqldb import SqliteDB
+from app.storage.sqldb import SqliteDB, rows_in
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +114,8 @@ class InfluxStore(Store):
         self, con: sqlite3.Connection, ids: list[int], s: engine.Summaries, bounds: np.ndarray
     ) -> list[int]:
         """Raise each series' attempted-label mark; return the keys that may have stored state."""
-        uniq = list(set(ids))
-        old: dict[int, int] = {}
-        for c in range(0, len(uniq), 500):
-            part = uniq[c : c + 500]
-            rows = con.execute(
-                f"SELECT series_id, label FROM influx_hwm WHERE series_id IN "
-                f"({','.join('?' * len(part))})",
-                part,
-            ).fetchall()
-            old.update(rows)
+        sql = "SELECT series_id, label FROM influx_hwm WHERE series_id IN ({marks})"
+        old: dict[int, int] = dict(rows_in(lambda q, a: con.execute(q, a).fetchall(), sql, ids))
         need, new = [], {}
         for k, sid in enumerate(ids):
             a, b = bounds[k], bounds[k + 1]
