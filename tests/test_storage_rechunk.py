@@ -73,7 +73,7 @@ def runs_of(draw, n: int):
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.lists(series(), min_size=1, max_size=2), st.booleans(), st.data())
 def test_rechunked_batches_in_any_order_equal_one_batch(app, seqs, with_carry, data):
