@@ -59,7 +59,10 @@ def plans(ts, vals) -> dict[str, list[tuple[int, int, bool]]]:
     return {
         "steady state (carry)": steady,
         "no carry (store's carry)": [(a, b, False) for a, b, _ in steady],
-        "sent twice, cut again": [x for pair in zip(steady, shifted) for x in pair],
+        "sent twice, cut again": [
+            x for pair in zip(steady, shifted[:-1], strict=True) for x in pair
+        ]
+        + shifted[-1:],
     }
 
 
