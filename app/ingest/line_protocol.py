@@ -7,7 +7,9 @@ Unlike our JSON, a request is not all-or-nothing: each line stands or falls alon
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 from line_protocol_parser import LineFormatError, parse_line
@@ -17,7 +19,7 @@ from app.core.records import Batch
 from app.ingest import Limits
 from app.ingest.body import inflate
 from app.ingest.json_samples import MAX_ABS_VALUE
-from app.ingest.lp_fields import fields_last_wins, needs_recount
+from app.ingest.lp_fields import fields_last_wins, needs_recount, parse_small_floats
 from app.ingest.lp_names import Header, HeaderCache, SeriesId
 from app.ingest.problems import MAX_DETAILS
 
@@ -26,6 +28,8 @@ from app.ingest.problems import MAX_DETAILS
 PRECISION_V1 = {"n": 10**9, "ns": 10**9, "u": 10**6, "us": 10**6, "µ": 10**6, "ms": 10**3}
 PRECISION_V1 |= {"s": 1, "m": -60, "h": -3600}  # negative: seconds per unit
 PRECISION_V2 = {"ns": 10**9, "us": 10**6, "ms": 10**3, "s": 1}
+UNPARSED = "unable to parse"
+MAX_JOINED = 8  # lines a string field with raw newlines may span
 SHOWN = 3  # refused lines named in the one-line message
 LINE_TEXT = 60  # characters of a refused line quoted
 _NOT_UTF8 = "\x00 not UTF-8"  # stands for such a line (a real line never holds NUL: refused)
@@ -99,16 +103,27 @@ class LineProtocol:
         body = inflate(body, encoding, self.limits.max_body_bytes)
         out = Decoded()
         cols = _Columns()
-        oldest = now - self.limits.retention_30s
-        newest = now + self.limits.future_slack
-        for n, line in enumerate(_lines(body), 1):
+        clock = _clock(per_second, now, self.limits)
+        lines = _lines(body)
+        i = 0
+        while i < len(lines):
+            line, n = lines[i], i + 1
+            i += 1
             if not line or line.isspace() or line.lstrip().startswith("#"):
                 continue
-            why = self._line(line, n, cols, out, (per_second, now, oldest, newest), default_host)
+            why = self._line(line, n, cols, out, clock, default_host)
+            # A string field may hold a raw newline (InfluxDB allows it): a line that fails to
+            # parse and has a quote is tried again joined with the next lines, a few at most.
+            joined = line
+            for extra in range(i, min(i + MAX_JOINED, len(lines))):
+                if why is None or not why.startswith(UNPARSED) or '"' not in line:
+                    break
+                joined += "\n" + lines[extra]
+                again = self._line(joined, n, cols, out, clock, default_host)
+                if again is None or not again.startswith(UNPARSED):  # parsed, at last
+                    why, i = again, extra + 1
             if why is not None:
                 out.refuse(n, why)
-            if len(cols.val) > self.limits.max_points:
-                raise TooLarge(f"more than {self.limits.max_points} samples in one request")
         self._finish(cols, out)
         return out
 
@@ -118,14 +133,14 @@ class LineProtocol:
         n: int,
         cols: _Columns,
         out: Decoded,
-        clock: tuple[int, float, float, float],
+        clock: tuple[int, float, float | int, float | int],
         default_host: str | None,
     ) -> str | None:
         """Take one line's samples into ``cols``; the reason it is refused, or None."""
         if line is _NOT_UTF8:
             return "not valid UTF-8"
         try:
-            p = parse_line(line)
+            p = _parse(line)
             if p is None:
                 return None
             fields = p["fields"]
@@ -133,7 +148,9 @@ class LineProtocol:
                 fields = fields_last_wins(line, fields)
         except (LineFormatError, ValueError) as e:
             why = str(e).rstrip(".")
-            return f"unable to parse {_quote(line)}: {why[:1].lower()}{why[1:]}"
+            return f"{UNPARSED} {_quote(line)}: {why[:1].lower()}{why[1:]}"
+        if len(fields) + len(cols.val) > self.limits.max_points:  # before any work per field
+            raise TooLarge(f"more than {self.limits.max_points} samples in one request")
         tags = p["tags"]
         raw_host = tags.get("host")
         if raw_host is not None:
@@ -235,21 +252,45 @@ def _per_host(keys: list[SeriesId], sid: np.ndarray, ts: np.ndarray, val: np.nda
     return batches
 
 
-def _seconds(t: int | None, clock: tuple[int, float, float, float]) -> float | str:
+def _parse(line: str) -> dict | None:
+    """The C parser, with its refusal of tiny floats wrapped (``lp_fields``)."""
+    try:
+        return parse_line(line)
+    except LineFormatError as e:
+        if "type of field value" not in str(e) or "e-" not in line.lower():
+            raise
+        return parse_small_floats(line)
+
+
+def _clock(per_second: int, now: float, limits: Limits) -> tuple[int, float, float, float]:
+    """(units per second, now, oldest, newest): the edges in the timestamps' own units where
+    they are finer than seconds, exactly (Fraction), so one unit past an edge is refused."""
+    oldest = now - limits.retention_30s
+    newest = now + limits.future_slack
+    if per_second > 1:
+        return (
+            per_second,
+            now,
+            math.ceil(Fraction(oldest) * per_second),
+            math.floor(Fraction(newest) * per_second),
+        )
+    return per_second, now, oldest, newest
+
+
+def _seconds(t: int | None, clock: tuple) -> float | str:
     """A timestamp in epoch seconds (integer arithmetic first), or why it is refused."""
     per_second, now, oldest, newest = clock
     if t is None:
         return now  # InfluxDB stamps such a line with the server's time
-    if per_second > 0:
-        whole, part = divmod(t, per_second)
-        secs = whole + part / per_second
-    else:
-        secs = float(t * -per_second)
-    if secs < oldest:
+    scaled = t if per_second > 1 else t * (per_second if per_second == 1 else -per_second)
+    if scaled < oldest:
         return "timestamp is older than the 30-second retention"
-    if secs > newest:
+    if scaled > newest:
         return "timestamp is more than 5 minutes in the future"
-    return secs
+    if per_second > 1:
+        whole, part = divmod(t, per_second)
+        return whole + part / per_second
+    return float(scaled)
 
 
 def _lines(body: bytes) -> list[str]:
