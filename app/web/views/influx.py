@@ -46,7 +46,7 @@ QUERY = {
 CREATE_DATABASE = re.compile(r"\s*CREATE\s+DATABASE\s+\S.*", re.IGNORECASE | re.DOTALL)
 BODY = {
     "requestBody": {
-        "required": True,
+        "required": False,  # an empty body writes nothing: 204, as InfluxDB 1.x answers
         "content": {"text/plain": {"schema": {"type": "string"}}},
         "description": "InfluxDB line protocol, optionally gzip (Content-Encoding: gzip); lines "
         "are stored or refused one by one: 400 lists the refused ones (partial write).",
