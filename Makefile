@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PORT    ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-fast lint fmt bench-ingest bench-ingest-influx bench-engine bench-rechunk bench-agent bench-load bench-faults fuzz diagram compose-check clean
+.PHONY: help venv run test test-fast lint fmt bench-ingest bench-ingest-influx bench-engine bench-lp bench-rechunk bench-agent bench-load bench-faults fuzz diagram compose-check clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  %-22s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,10 @@ bench-ingest-influx: $(STAMP) ## ingest throughput through gunicorn on a real in
 
 bench-engine: $(STAMP) ## the numpy engine against pandas formulations of the same windows
 	$(BIN)/python bench/engine.py
+
+bench-lp: $(STAMP) ## line protocol (Telegraf-shaped, gzip) vs the JSON path through gunicorn, on SQLite and on a real influxd
+	$(BIN)/python bench/line_protocol.py --store sqlite
+	$(BIN)/python bench/line_protocol.py --store influxdb
 
 bench-rechunk: $(STAMP) ## write cost: steady state vs store's carry vs re-chunked resends (SQLite, in process)
 	$(BIN)/python bench/rechunk.py
