@@ -18,7 +18,7 @@ import requests
 
 from app.core import engine
 from app.core.errors import StorageUnavailable
-from app.core.records import Query
+from app.core.records import Batch, Query
 from app.storage import Credentials, StoreOptions, open_store
 from app.storage.influxdb.layout import RP_30M, RP_30S, parse_url
 from app.storage.influxdb.protocol import (
@@ -620,7 +620,6 @@ def test_missing_influxd_fails_under_ci(monkeypatch):
 def test_an_in_order_batch_after_a_late_one_reads_nothing(influxd, tmp_path):
     """A late batch's tails stop at the newest stored sample's window, so the high-water mark
     does not rise past what is stored and the next in-order batch needs no read."""
-    from app.core.records import Batch
 
     def lp(ts: float, v: float) -> Batch:
         nan = np.array([math.nan])
