@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import base64
 import gzip
+import os
+import shutil
+import subprocess
+import time
 
 import pytest
 
@@ -119,6 +123,8 @@ def test_ping_and_query(client):
     assert r.status_code == 200 and r.json == {"results": [{"statement_id": 0}]}
     r = client.c.get(f"/query?q=create+database+x&p={agent}")
     assert r.status_code == 200
+    r = client.c.get("/query?q=SHOW+DATABASES&db=glances", headers=hdr)
+    assert r.json["results"][0]["series"][0]["values"] == [["glances"]]
     r = client.c.get("/query?q=SELECT+*+FROM+cpu", headers=hdr)
     assert r.status_code == 400 and "CREATE DATABASE" in r.json["error"]
     assert client.c.get("/query?q=CREATE+DATABASE+x").status_code == 401
@@ -174,3 +180,33 @@ def test_official_clients_through_gunicorn(live_api):
         answers[host] = r.json()["series"][0]["points"]
     assert len(answers["js"]) >= 5
     assert all(a == answers["js"] for a in answers.values())
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("glances") is None, reason="Debian's glances is not installed")
+def test_glances_exports_through_write(live_api, tmp_path):
+    """Debian's Glances (its InfluxDB 1.x export: SHOW DATABASES, then lines without
+    timestamps) sends three rounds; its CPU and memory figures are stored as windows."""
+    token = live_api.token_for("agent", "glances-host")
+    conf = tmp_path / "glances.conf"
+    conf.write_text(
+        f"[influxdb]\nhost=127.0.0.1\nport={live_api.port}\nprotocol=http\nuser=glances\n"
+        f"password={token}\ndb=glances\n"
+    )
+    run = subprocess.run(
+        ["glances", "-C", str(conf), "--export", "influxdb", "--quiet", "--stop-after", "3",
+         "-t", "1", "--disable-plugin", "sensors,docker,processlist,ports"],
+        capture_output=True, text=True, timeout=90, env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    reader = live_api.token_for("reader")
+    now = time.time()
+    got = {}
+    for metric in ("cpu.total", "mem.percent"):
+        params = {"host": "glances-host", "metric": metric, "start": now - 600, "end": now + 60}
+        r = live_api.request("GET", "/api/v1/series", reader, params=params)
+        assert r.status_code == 200, r.text
+        got[metric] = [p for s in r.json()["series"] for p in s["points"]]
+    for metric, points in got.items():
+        assert points, (metric, run.stdout[-2000:])
+        assert all(0 <= p["mean"] <= 100 and p["covered"] > 0 for p in points), points

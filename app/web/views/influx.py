@@ -40,10 +40,11 @@ QUERY = {
     "errors": (400, 401, 403, 429),
     "doc": {"parameters": [{"in": "query", "name": "q", "schema": {"type": "string"}}]},
     "auth": sender_auth("p"),
-    "e400": "a statement other than CREATE DATABASE",
+    "e400": "a statement other than CREATE DATABASE or SHOW DATABASES",
     **SHAPE,
 }
 CREATE_DATABASE = re.compile(r"\s*CREATE\s+DATABASE\s+\S.*", re.IGNORECASE | re.DOTALL)
+SHOW_DATABASES = re.compile(r"\s*SHOW\s+DATABASES\s*", re.IGNORECASE)
 BODY = {
     "requestBody": {
         "required": False,  # an empty body writes nothing: 204, as InfluxDB 1.x answers
@@ -105,7 +106,8 @@ def ping() -> Response:
 
 @endpoint(bp, "GET /query", "agent reader", QueryOut, **QUERY)
 def query_get() -> Response:
-    """Only ``CREATE DATABASE`` (clients' start-up call): 200; reads are /api/v1/series."""
+    """Only clients' start-up calls (``CREATE DATABASE``, ``SHOW DATABASES``): 200; reads are
+    /api/v1/series."""
     return _query()
 
 
@@ -116,19 +118,30 @@ def query_post() -> Response:
 
 
 def _query() -> Response:
-    """200 with one empty result per CREATE DATABASE statement; anything else 400."""
+    """Clients' start-up statements: CREATE DATABASE (a no-op) and SHOW DATABASES (Glances
+    checks its database is listed: every name exists here); anything else 400."""
     q = request.args.get("q") or request.form.get("q") or ""
     statements = [s for s in q.split(";") if s.strip()]
-    if not statements or not all(CREATE_DATABASE.fullmatch(s) for s in statements):
+    known = (CREATE_DATABASE, SHOW_DATABASES)
+    if not statements or not all(any(p.fullmatch(s) for p in known) for s in statements):
         return influx_response(
             400,
-            "error parsing query: fleetpulse answers only CREATE DATABASE here (a no-op: any "
-            "database name is accepted); read with GET /api/v1/series",
+            "error parsing query: fleetpulse answers only CREATE DATABASE and SHOW DATABASES "
+            "here (any database name is accepted); read with GET /api/v1/series",
             {"q": [f"unsupported statement: {q[:100]!r}"]},
         )
-    results = [{"statement_id": i} for i in range(len(statements))]
+    db = request.args.get("db") or request.form.get("db") or "fleetpulse"
+    results = [_result(i, s, db) for i, s in enumerate(statements)]
     resp = Response(orjson.dumps({"results": results}), mimetype="application/json")
     return _with_version(resp)
+
+
+def _result(i: int, statement: str, db: str) -> dict:
+    """One statement's answer, as InfluxDB 1.x shapes it."""
+    if SHOW_DATABASES.fullmatch(statement):
+        series = {"name": "databases", "columns": ["name"], "values": [[db]]}
+        return {"statement_id": i, "series": [series]}
+    return {"statement_id": i}
 
 
 def influx_response(status: int, message: str, details: dict | None = None) -> Response:
