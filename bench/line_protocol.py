@@ -143,6 +143,7 @@ def main() -> None:
         if args.store == "sqlite":
             got = run(f"sqlite:///{work}/bench.db", work, args)
         else:
+            (work / "influxd").mkdir()
             server = Influxd(work / "influxd")
             server.start()
             try:
