@@ -87,7 +87,7 @@ export class HostView {
     const seen = epoch(state.last_seen);
     $("#host-seen").textContent = "last seen " + ago(Date.now() / 1000 - seen) + " · " + state.series.length +
       " series · " + this.range + " at " + q.resolution + " windows";
-    $("#host").dataset.resolution = q.resolution;
+    Object.assign($("#host").dataset, { resolution: q.resolution, start: q.start, end: q.end });
     this.draw(metrics, answers.map((a) => a.ok), start, step, rangeS / step);
     this.energy(energy);
   }
