@@ -84,6 +84,8 @@ $("#signin").addEventListener("submit", (ev) => {
 });
 $("#signout").addEventListener("click", () => signIn("Signed out."));
 addEventListener("hashchange", route);
-setInterval(load, REFRESH_S * 1000);
+// A hidden tab asks nothing; it catches up as soon as it is shown again.
+setInterval(() => document.hidden || load(), REFRESH_S * 1000);
+document.addEventListener("visibilitychange", () => document.hidden || load());
 document.body.dataset.refresh = String(REFRESH_S);
 route();
