@@ -48,6 +48,7 @@ class OrjsonProvider(JSONProvider):
 def create_app(config: Settings | dict | None = None) -> Flask:
     """Build the app from FLEETPULSE_* settings, or from ``config`` (Settings or overrides)."""
     from app.web import errors, jobs, views
+    from app.web.views import page
 
     if isinstance(config, Settings):
         settings = config.resolved()
@@ -69,6 +70,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     )
     errors.init_app(app)
     views.init_app(app)
+    page.init_app(app)
     jobs.init_app(app)
     _init_request_log(app)
     return app
