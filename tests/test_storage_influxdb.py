@@ -217,6 +217,7 @@ def test_hostile_tag_values_and_units_round_trip(influxd, tmp_path):
     for v in HOSTILE:
         r = c.series("hostile", "weird.metric", t0 - 30, t0 + 60, **{"tag.v": v})
         assert [s["tags"]["v"] for s in r.json["series"]] == [v]
+        assert [p["count"] for p in r.json["series"][0]["points"]] == [30], v  # tags in WHERE
     # The unit string field survives line protocol's string escaping.
     db = db_of(url)
     res = influxd.query('SELECT "unit"::field FROM "weird.metric"', db)["results"][0]

@@ -247,9 +247,7 @@ def series_bounds(s: engine.Summaries, n_keys: int) -> np.ndarray:
 def windows_from_rows(rows: list[tuple], width: int = 0) -> Windows:
     """Windows from rows (time, mean, min, max, last, count, covered, integral); ``width`` is
     added to the stored time (InfluxDB stamps window starts)."""
-    a = np.array([[np.nan if x is None else x for x in r] for r in rows], dtype=np.float64).reshape(
-        -1, 8
-    )
+    a = np.array(rows, dtype=np.float64).reshape(-1, 8)  # NULL (None) becomes NaN
     return Windows(
         a[:, 0].astype(np.int64) + width,
         a[:, 1],

@@ -118,19 +118,23 @@ class WindowList(fields.List):
         if len(value.time) == 0:
             return []
         times = np.datetime_as_string(value.time.astype("datetime64[s]"), unit="s")
-        cols = {
-            "time": [t + "Z" for t in times.tolist()],
-            "mean": value.mean.tolist(),
-            "min": value.min.tolist(),
-            "max": value.max.tolist(),
-            "last": value.last.tolist(),
-            "count": value.count.tolist(),
-            "covered": value.covered.tolist(),
-        }
-        if getattr(obj, "unit", None) == "W":
-            cols["energy_wh"] = (value.integral / 3600.0).tolist()
-        names = list(cols)
-        return [dict(zip(names, row, strict=True)) for row in zip(*cols.values(), strict=True)]
+        cols = (
+            [t + "Z" for t in times.tolist()],
+            *(getattr(value, f).tolist() for f in ("mean", "min", "max", "last", "count")),
+            value.covered.tolist(),
+        )
+        rows = zip(*cols, strict=True)
+        if getattr(obj, "unit", None) != "W":  # dict displays: twice as fast as dict(zip())
+            return [
+                {"time": t, "mean": a, "min": lo, "max": hi, "last": la, "count": n, "covered": c}
+                for t, a, lo, hi, la, n, c in rows
+            ]
+        wh = (value.integral / 3600.0).tolist()
+        return [
+            {"time": t, "mean": a, "min": lo, "max": hi, "last": la, "count": n, "covered": c,
+             "energy_wh": e}
+            for (t, a, lo, hi, la, n, c), e in zip(rows, wh, strict=True)
+        ]  # fmt: skip
 
 
 class SeriesOutItem(Schema):

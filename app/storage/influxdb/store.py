@@ -227,7 +227,8 @@ class InfluxStore(Store):
         sel = ", ".join(f"{quote_ident(f)}::field" for f in POINT_FIELDS)
         where = f'WHERE "host"::tag = {quote_literal(host)} AND time > {lo} AND time <= {hi}'
         stmts = [
-            f"SELECT {sel} FROM {quote_ident(rp)}.{quote_ident(m)} {where} GROUP BY *"
+            f"SELECT {sel} FROM {quote_ident(rp)}.{quote_ident(m)} {where}"
+            f"{tags_filter([t for _, m2, t, _ in found if m2 == m])} GROUP BY *"
             for m in metrics
         ]
         got: dict[tuple[str, tuple], list] = {}
@@ -264,3 +265,20 @@ class InfluxStore(Store):
     def close(self) -> None:
         self.meta.close()
         self.locks.close()
+
+
+def tags_filter(tag_sets: list[dict[str, str]], most: int = 8) -> str:
+    """`` AND (...)`` narrowing a read to a few series' tags, so a one-series read of a metric
+    with many tag sets does not fetch them all; the caller still matches series exactly."""
+    if not tag_sets or len(tag_sets) > most or any(not t for t in tag_sets):
+        return ""
+    ors = [
+        "("
+        + " AND ".join(
+            f"{quote_ident(k)}::tag = {quote_literal(stored_tag_value(v))}"
+            for k, v in sorted(t.items())
+        )
+        + ")"
+        for t in tag_sets
+    ]
+    return " AND (" + " OR ".join(ors) + ")"
