@@ -64,6 +64,13 @@ bench-faults: $(STAMP) ## under load: worker SIGKILL, influxd SIGKILL + restart,
 fuzz: $(STAMP) ## schemathesis fuzz from the OpenAPI against a real gunicorn
 	$(BIN)/python bench/fuzz.py --examples 1000
 
+.PHONY: wheel wheelhouse
+wheel: $(STAMP) ## dist/fleetpulse-VERSION-py3-none-any.whl: the agent (`[server]` adds the API)
+	$(BIN)/pip wheel -q --no-deps -w dist .
+
+wheelhouse: $(STAMP) ## var/wheelhouse: that wheel and the agent's dependencies, for offline installs
+	$(BIN)/pip wheel -q -w var/wheelhouse . -r requirements-agent.txt
+
 diagram: ## regenerate architecture_diagram.png from architecture_diagram.dot
 	dot -Tpng -Gdpi=110 architecture_diagram.dot -o architecture_diagram.png
 
