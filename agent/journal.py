@@ -28,19 +28,25 @@ log = logging.getLogger(__name__)
 SAY_AGAIN_S = 600.0  # a journal that keeps failing is said again at most this often
 
 
-def encode_rows(rows: list[Row]) -> str:
-    """One window's points of a round as compact JSON: [[key, unit, ts, value], ...]."""
-    return json.dumps(rows, separators=(",", ":"), allow_nan=False)
+Keys = dict[int, tuple[str, str]]  # series number -> (series key, unit)
 
 
-def decode_rows(text: str) -> list[Row]:
-    """Inverse of encode_rows; raises ValueError for anything that is not such a list."""
+def encode_rows(rows: list[Row], ids: dict[str, int]) -> str:
+    """One window's points as compact JSON, series by number, grouped by timestamp:
+    [[ts, [id, value, id, value, ...]], ...] (~10 bytes a point: fewer pages per commit)."""
+    groups: dict[float, list[float]] = {}
+    for key, _unit, ts, value in rows:
+        groups.setdefault(ts, []).extend((ids[key], value))
+    return json.dumps(list(groups.items()), separators=(",", ":"), allow_nan=False)
+
+
+def decode_rows(text: str, keys: Keys) -> list[Row]:
+    """Inverse of encode_rows; raises ValueError (or KeyError) for anything else."""
     out: list[Row] = []
-    for item in json.loads(text):
-        key, unit, ts, value = item
-        if not (isinstance(key, str) and isinstance(unit, str)):
-            raise ValueError(f"not a journal row: {item!r}")
-        out.append((key, unit, float(ts), float(value)))
+    for ts, pairs in json.loads(text):
+        for i in range(0, len(pairs) - 1, 2):
+            key, unit = keys[int(pairs[i])]
+            out.append((key, unit, float(ts), float(pairs[i + 1])))
     return out
 
 
@@ -50,6 +56,7 @@ class Journal:
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
         self.held: dict[float, list[Row]] = {}  # window -> points not on disk yet
+        self._ids: dict[str, int] = {}  # series key -> its number in the journal_keys table
         self.failing = False
         self._said: float | None = None  # when the last "not written" line was logged
         self._told = False  # that line was logged in this failure streak
@@ -60,8 +67,9 @@ class Journal:
             self.held.setdefault(window, []).extend(points)
         if not self.held:
             return True
+        ids, new = self._numbered(self.held)
         try:
-            self.spool.journal({w: encode_rows(p) for w, p in self.held.items()})
+            self.spool.journal({w: encode_rows(p, ids) for w, p in self.held.items()}, new)
         except sqlite3.Error as exc:
             now = time.monotonic()
             if not self.failing and (self._said is None or now - self._said > SAY_AGAIN_S):
@@ -78,7 +86,20 @@ class Journal:
             self._told = False
         self.failing = False
         self.held.clear()
+        self._ids = ids
         return True
+
+    def _numbered(self, rows: dict[float, list[Row]]) -> tuple[dict[str, int], list]:
+        """Numbers for every series in rows: the known ones, and new (id, key, unit) to store."""
+        ids, new = self._ids, []
+        for points in rows.values():
+            for key, unit, _ts, _value in points:
+                if key not in ids:
+                    if not new:
+                        ids = dict(ids)  # kept only once the write succeeded
+                    ids[key] = max(ids.values(), default=0) + 1
+                    new.append((ids[key], key, unit))
+        return ids, new
 
     def spooled(self, window: float) -> None:
         """The window's batch is in the spool: its held points went with it."""
@@ -92,19 +113,23 @@ class Journal:
         """
         rows: list[Row] = []
         try:
-            stored = self.spool.journal_rows()
+            stored, keys = self.spool.journal_rows(), self.spool.journal_keys()
         except sqlite3.Error as exc:
             log.error("journal not readable (%s): the window open at the last stop is lost", exc)
             return 0
         for window, text in stored:
             try:
-                rows.extend(decode_rows(text))
-            except (ValueError, TypeError) as exc:
-                log.error("journal: a damaged row of window %s skipped (%s)", window, exc)
+                rows.extend(decode_rows(text, keys))
+            except (ValueError, TypeError, KeyError) as exc:
+                log.error("journal: a damaged row of window %s skipped (%r)", window, exc)
         filed = batcher.restore(rows)
+        ids, new = self._numbered(filed)
         try:
-            self.spool.rewrite_journal({w: encode_rows(p) for w, p in filed.items()})
-        except sqlite3.Error as exc:  # the rows stay as they were: still one place per sample
+            self.spool.rewrite_journal({w: encode_rows(p, ids) for w, p in filed.items()}, new)
+            self._ids = ids
+        except sqlite3.Error as exc:
+            # the rows stay as they were (still one place per sample), with their numbers
+            self._ids = {key: i for i, (key, _unit) in keys.items()}
             log.error("journal: could not re-file the restored rows (%s)", exc)
         n = sum(len(p) for p in filed.values())
         if n:

@@ -55,6 +55,7 @@ class Runner:
         # batches cut while the disk refused them, oldest first: (window, body, carries)
         self._held: list[tuple[float, bytes, dict[str, Point]]] = []
         self.lost = 0  # batches dropped from memory because the disk refused them too long
+        self._put_failing = False
         # a probe's own spool gauges carry its service tag, so they never collide with the agent's
         self._spool_tags = dict(spool_tags or {})
 
@@ -104,8 +105,13 @@ class Runner:
             try:
                 self.spool.put(w, body, carry)
             except sqlite3.Error as exc:
-                log.error("batch of window %s not spooled (%s); kept in memory", w, exc)
+                if not self._put_failing:  # once per streak: a full disk stays full a while
+                    log.error("batch of window %s not spooled (%s); kept in memory", w, exc)
+                self._put_failing = True
                 break
+            if self._put_failing:
+                log.warning("the spool takes batches again (%d waited)", len(self._held))
+            self._put_failing = False
             self._held.pop(0)
             if self.journal is not None:
                 self.journal.spooled(w)

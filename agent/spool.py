@@ -17,8 +17,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from agent import reserve
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ CREATE TABLE IF NOT EXISTS carry (series TEXT PRIMARY KEY, ts REAL NOT NULL, val
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY, window REAL NOT NULL, rows TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal_keys (
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL, unit TEXT NOT NULL
 );
 """
 DB_FILE = "spool.db"
@@ -119,6 +124,7 @@ class Spool:
                 raise
             self._move_aside(str(exc))
             self._db = self._connect()
+        self._reserved = reserve.make(self.dir)
 
     def _connect(self) -> sqlite3.Connection:
         """Open and check the database; raises DatabaseError (SQLITE_CORRUPT) when it is damaged."""
@@ -126,6 +132,7 @@ class Spool:
             self.dir / DB_FILE, isolation_level=None, check_same_thread=False, timeout=30
         )
         try:
+            db.execute("PRAGMA page_size=1024")  # a new file only: fewer bytes per commit
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
@@ -181,11 +188,13 @@ class Spool:
 
         with self._lock:
             room = self._write(write)
+            if not self._reserved:  # once a window: the reserve again where the disk has room
+                self._reserved = reserve.make(self.dir)
         if dropped[0]:
             log.warning("spool full: dropped the %d oldest batch(es)", dropped[0])
         return dropped[0] + room
 
-    def journal(self, rows: dict[float, str]) -> int:
+    def journal(self, rows: dict[float, str], keys: Sequence[tuple[int, str, str]] = ()) -> int:
         """Commit one round (window -> encoded points) before the next round is taken.
 
         synchronous=NORMAL: in the WAL, so a killed process loses nothing; a power cut can lose
@@ -194,6 +203,7 @@ class Spool:
         """
 
         def write(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT INTO journal_keys (id, key, unit) VALUES (?, ?, ?)", keys)
             db.executemany("INSERT INTO journal (window, rows) VALUES (?, ?)", rows.items())
 
         with self._lock:
@@ -208,11 +218,19 @@ class Spool:
         with self._lock:
             return self._db.execute("SELECT window, rows FROM journal ORDER BY id").fetchall()
 
-    def rewrite_journal(self, rows: dict[float, str]) -> None:
+    def journal_keys(self) -> dict[int, tuple[str, str]]:
+        """The series the journal's rows name by number: id -> (series key, unit)."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, key, unit FROM journal_keys").fetchall()
+        return {i: (k, u) for i, k, u in rows}
+
+    def rewrite_journal(self, rows: dict[float, str], keys: Sequence[tuple[int, str, str]]) -> None:
         """Replace the journal (a restart re-files it under the windows it uses now)."""
 
         def write(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM journal")
+            db.execute("DELETE FROM journal_keys")
+            db.executemany("INSERT INTO journal_keys (id, key, unit) VALUES (?, ?, ?)", keys)
             db.executemany("INSERT INTO journal (window, rows) VALUES (?, ?)", rows.items())
 
         with self._lock:
@@ -233,7 +251,12 @@ class Spool:
             except BaseException as exc:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
-                if not disk_full(exc) or dropped >= MAX_DROPS_FOR_ROOM or not self._drop_oldest():
+                if not disk_full(exc):
+                    raise
+                if self._reserved and reserve.release(self.dir):
+                    self._reserved = False  # the room it gave lets the drops below be written
+                    continue
+                if dropped >= MAX_DROPS_FOR_ROOM or not self._drop_oldest():
                     raise
                 dropped += 1
                 log.warning("disk full: dropped the oldest spooled batch to make room")

@@ -3,9 +3,13 @@ full disk, a damaged spool file or a damaged journal row never stop the sampling
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
+import signal
 import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -111,9 +115,10 @@ def fill(spool: Spool, n: int) -> None:
 
 
 def test_a_full_disk_drops_the_oldest_batches_to_keep_the_journal(tmp_path, caplog):
-    clock, tick = Clock(T0 + 0.5), Tick()
+    clock, tick = Clock(T0 + 0.5), Tick(pad=50)
     runner = start(tmp_path, clock, tick, window=30.0)
     fill(runner.spool, 20)
+    runner.spool._db.execute("VACUUM")
     (pages,) = runner.spool._db.execute("PRAGMA page_count").fetchone()
     runner.spool._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLITE_FULL from here on
     with caplog.at_level(logging.WARNING):
@@ -127,7 +132,7 @@ def test_a_full_disk_drops_the_oldest_batches_to_keep_the_journal(tmp_path, capl
 
 
 def test_a_disk_with_no_room_at_all_keeps_sampling_and_says_so_once(tmp_path, caplog):
-    clock, tick = Clock(T0 + 0.5), Tick(pad=20)
+    clock, tick = Clock(T0 + 0.5), Tick(pad=200)
     runner = start(tmp_path, clock, tick, window=30.0)  # no window closes: nothing to drop
     rounds(runner, clock, 1)
     db = runner.spool._db
@@ -204,3 +209,72 @@ def test_a_damaged_journal_row_is_skipped_with_a_log_line(tmp_path, caplog):
     again.cut(clock.t, everything=True)
     values = [p[1] for pts, _ in ticks(again.spool) for p in pts]
     assert values == [1.0, 2.0, 3.0]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """An 8 MB tmpfs: a real file system that fills up (needs mount rights, else skipped)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    got = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    if got.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {got.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill_up(path: Path) -> None:
+    """Write until the file system says ENOSPC."""
+    try:
+        with open(path, "wb") as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+
+
+def wait_for_line(path: Path, text: str, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in path.read_text():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.e2e
+def test_an_agent_on_a_disk_that_fills_up_keeps_sampling_and_says_so(
+    small_disk, agent_env, python, closed_port_url, tmp_path
+):
+    env = {**agent_env, "FLEETPULSE_URL": closed_port_url, "FLEETPULSE_INTERVAL": "0.05",
+           "FLEETPULSE_SPOOL_DIR": str(small_disk / "spool")}  # fmt: skip
+    log_path = tmp_path / "agent.log"
+    repo = Path(__file__).resolve().parent.parent
+    with open(log_path, "wb") as log_file:
+        agent = subprocess.Popen([python, "-m", "agent"], env=env, cwd=repo, stderr=log_file)
+        try:
+            time.sleep(3.0)  # a few 1-s batches spooled (the API is down)
+            fill_up(small_disk / "filler")
+            assert wait_for_line(log_path, "released the spool's"), log_path.read_text()
+            fill_up(small_disk / "filler2")  # and full again: drop batches, or hold in memory
+            assert wait_for_line(log_path, "disk is full"), log_path.read_text()
+            time.sleep(1.0)
+            assert agent.poll() is None, log_path.read_text()  # still sampling
+            for name in ("filler", "filler2"):
+                (small_disk / name).unlink()  # room again
+            if "journal not written" in log_path.read_text():
+                assert wait_for_line(log_path, "journal written again"), log_path.read_text()
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            assert agent.wait(30) == 0
+    text = log_path.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    spool = Spool(small_disk / "spool")  # intact, and holding what it kept
+    try:
+        assert spool.pending() > 0 and spool.journal_rows() == []
+    finally:
+        spool.close()

@@ -40,8 +40,9 @@ def on_disk(spool_dir: Path) -> tuple[float, set[float]]:
     spool = Spool(spool_dir)
     try:
         carry = spool.carry().get(TICK, (-math.inf, 0.0))[0]
+        keys = spool.journal_keys()
         journaled = {
-            ts for _, text in spool.journal_rows() for key, _, ts, _ in decode_rows(text)
+            ts for _, text in spool.journal_rows() for key, _, ts, _ in decode_rows(text, keys)
             if key == TICK
         }  # fmt: skip
     finally:
