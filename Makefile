@@ -92,6 +92,13 @@ vendor: ## refresh the vendored uPlot (npm pack uplot@$(UPLOT_VERSION)) in app/w
 screenshots: $(STAMP) ## docs/page-*.png: the web page in headless Chromium over a demo fleet
 	$(BIN)/python scripts/screenshots.py
 
+.PHONY: wheel wheelhouse
+wheel: $(STAMP) ## dist/fleetpulse-VERSION-py3-none-any.whl: the agent (`[server]` adds the API)
+	$(BIN)/pip wheel -q --no-deps -w dist .
+
+wheelhouse: $(STAMP) ## var/wheelhouse: that wheel and the agent's dependencies, for offline installs
+	$(BIN)/pip wheel -q -w var/wheelhouse . -r requirements-agent.txt
+
 diagram: ## regenerate architecture_diagram.png from architecture_diagram.dot
 	dot -Tpng -Gdpi=110 architecture_diagram.dot -o architecture_diagram.png
 

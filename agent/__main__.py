@@ -77,9 +77,10 @@ def run(cfg: Config, collectors: Sequence[Collector] | None = None) -> int:
     pipe = Pipeline(cfg, configured)  # the spool is this agent's from here on
     _token(cfg, pipe, stop)
     log.info(
-        "agent started: host=%s url=%s interval=%ss collectors=%s spool=%s (%d pending)",
+        "agent started: host=%s url=%s interval=%ss collectors=%s spool=%s (%d pending, "
+        "%d journaled point(s) restored)",
         cfg.host, cfg.url, cfg.interval, ",".join(c.name for c in pipe.collectors),
-        cfg.spool_dir, pipe.spool.pending(),
+        cfg.spool_dir, pipe.spool.pending(), pipe.restored,
     )  # fmt: skip
     pipe.run(stop)  # returns after the held windows are in the spool
     left = pipe.close(time.monotonic() + cfg.timeout + 1, SHUTDOWN_DRAIN_S)

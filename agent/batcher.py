@@ -11,6 +11,8 @@ from agent.samples import Sample, valid_sample
 
 SeriesKey = str
 Point = tuple[float, float]
+# one accepted point as the journal keeps it: (series key, unit, ts, value)
+Row = tuple[SeriesKey, str, float, float]
 
 
 def series_key(metric: str, tags: dict[str, str]) -> SeriesKey:
@@ -48,8 +50,12 @@ class Batcher:
         """Start of the epoch-aligned window holding ts."""
         return math.floor(ts / self.window) * self.window
 
-    def add(self, samples: Iterable[Sample]) -> None:
-        """File samples under their window; out-of-order or invalid ones are dropped and counted."""
+    def add(self, samples: Iterable[Sample]) -> dict[float, list[Row]]:
+        """File samples under their window; out-of-order or invalid ones are dropped and counted.
+
+        Returns the accepted points by window: the round the journal writes before the next one.
+        """
+        rows: dict[float, list[Row]] = {}
         for s in samples:
             if not valid_sample(s):
                 self.rejected += 1
@@ -64,9 +70,30 @@ class Batcher:
             self.accepted += 1
             if key not in self._meta:
                 self._meta[key] = (s.metric, dict(s.tags), s.unit)
-            self._open.setdefault(self.window_of(ts), {}).setdefault(key, []).append(
-                (ts, float(s.value))
-            )
+            window, value = self.window_of(ts), float(s.value)
+            self._open.setdefault(window, {}).setdefault(key, []).append((ts, value))
+            rows.setdefault(window, []).append((key, s.unit, ts, value))
+        return rows
+
+    def restore(self, rows: Iterable[Row]) -> dict[float, list[Row]]:
+        """Re-file journaled points (a restart); returns them by window as filed now.
+
+        A point not after its series' last one (already in a spooled batch) is left out, so
+        nothing is sent twice.
+        """
+        filed: dict[float, list[Row]] = {}
+        for key, unit, ts, value in rows:
+            last = self._last_ts.get(key)
+            if last is not None and ts <= last:
+                continue
+            metric, _, tags = key.partition("\x00")
+            self._last_ts[key] = ts
+            self.accepted += 1
+            self._meta.setdefault(key, (metric, json.loads(tags), unit))
+            window = self.window_of(ts)
+            self._open.setdefault(window, {}).setdefault(key, []).append((ts, value))
+            filed.setdefault(window, []).append((key, unit, ts, value))
+        return filed
 
     def closed(self, now: float) -> list[float]:
         """Windows whose end has passed, oldest first."""

@@ -24,6 +24,20 @@ log = logging.getLogger(__name__)
 TOKEN_FILE = "agent-token"
 RETRY_REFUSED = 300.0  # seconds: a refusal needs a person; asking again soon changes nothing
 RETRY_DOWN = (5.0, 60.0)  # the API unreachable or busy: backoff from, to
+# what each refusal means, and what a person does about it
+REFUSED = {
+    400: "the API refuses the host name {host!r}",
+    401: "the enrollment token is expired, used up or revoked",
+    403: "the token given as FLEETPULSE_ENROLL_TOKEN may not enroll",
+    409: "the host name {host!r} already has an agent token",
+}
+NEXT_STEP = {
+    400: "set FLEETPULSE_HOST to 1-128 of A-Z a-z 0-9 . _ -",
+    401: "give this host a fresh enrollment token (FLEETPULSE_ENROLL_TOKEN) or an agent token",
+    403: 'give it a token made with {"role": "enroll"}',
+    409: "revoke that token (DELETE /api/v1/tokens/ID) if this is a reinstalled host, "
+    "or give this host another FLEETPULSE_HOST",
+}
 
 
 def saved_token(spool_dir: Path) -> str | None:
@@ -83,10 +97,15 @@ class Enrollment:
             self.on_token(token)
             log.info("enrolled as host %r; token kept in %s", self.cfg.host, self.cfg.spool_dir)
             return None
-        if answer.status in (400, 401, 403, 409):
+        if answer.status in REFUSED:
             if answer.status not in said:  # one line per kind of refusal, not one per try
                 said.add(answer.status)
-                log.error("enrollment refused (%d): %s", answer.status, _reason(answer.body))
+                log.error(
+                    "enrollment refused (%d): %s; %s. Sampling goes on into the spool; asking "
+                    "again every %d s (%s)", answer.status,
+                    REFUSED[answer.status].format(host=self.cfg.host),
+                    NEXT_STEP[answer.status], RETRY_REFUSED, _reason(answer.body),
+                )  # fmt: skip
             return RETRY_REFUSED
         return answer.retry_after or RETRY_DOWN[0]
 

@@ -1,6 +1,7 @@
 """The sending pipeline, built and torn down in this one place for the agent and the probe.
 
-Spool lock -> spool -> delivery (its own thread) -> batcher -> runner. Teardown is the same
+Spool lock -> spool -> delivery (its own thread) -> batcher -> runner (and its journal,
+filed back into the batcher: the windows a killed agent held). Teardown is the same
 for both: the runner has put every held window in the spool, the sender stops, what can be
 sent before the deadline is sent, collectors, connection and spool are closed, the lock let go.
 """
@@ -56,6 +57,7 @@ class Pipeline:
             cfg.interval,
             spool_tags=spool_tags,
         )
+        self.restored = self.runner.journal.restore(self.runner.batcher)  # type: ignore[union-attr]
         self._send_stop = threading.Event()
         self._sender = threading.Thread(
             target=self.delivery.run, args=(self._send_stop,), name=sender_name, daemon=True

@@ -101,3 +101,24 @@ def test_a_taken_host_is_logged_once_and_not_hammered(live_api, tmp_path):
     server = live_api.log_path.read_text()
     assert server.count("POST /api/v1/enroll 409") == 1, server[-2000:]
     assert not (tmp_path / "spool" / "agent-token").exists()
+
+
+@pytest.mark.e2e
+def test_an_enrollment_token_that_expired_while_the_agent_was_down(live_api, tmp_path):
+    """Never enrolled before it went down: a 401, said once with what to do; no tight loop."""
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
+    _, tok = call("POST", live_api.url + "/api/v1/tokens", live_api.admin_token,
+                  {"role": "enroll", "expires": expires})  # fmt: skip
+    time.sleep(3.5)  # the host was down while the token ran out
+    host, log = "late-" + uuid.uuid4().hex[:8], tmp_path / "agent.log"
+    agent = start_agent(live_api, host, tok["token"], tmp_path / "spool", log)
+    try:
+        assert wait_for(lambda: "enrollment refused (401)" in log.read_text(), 20), log.read_text()
+        time.sleep(2)
+        assert agent.poll() is None
+    finally:
+        stop(agent)
+    text = log.read_text()
+    assert text.count("enrollment refused (401)") == 1 and "fresh enrollment token" in text
+    assert live_api.log_path.read_text().count("POST /api/v1/enroll 401") == 1
+    assert not (tmp_path / "spool" / "agent-token").exists()

@@ -93,7 +93,8 @@ def test_sigkill_mid_run_loses_nothing_delivered_and_sends_nothing_twice(
         for prev, cur in itertools.pairwise(chunks):  # carries chain, across the kill too
             assert cur[1] == list(prev[0][-1]), key
         gaps = [(b - a, a) for a, b in itertools.pairwise(stamps) if b - a > 0.5]
-        # the only hole: the samples of the window open at the kill (and the restart time)
+        # the only hole: the restart time (the window open at the kill came back from the
+        # journal; at most the round in flight at the kill is missing)
         assert len(gaps) <= 1, gaps
         for _gap, start in gaps:
-            assert start >= killed_at - 1.0 - 0.2 - 0.4
+            assert start >= killed_at - 0.1 - 0.15

@@ -1117,7 +1117,7 @@ def test_agent_unit_passes_systemd_analyze_verify(tmp_path):
     # The install's paths do not exist here: point ExecStart at this venv's python.
     unit = tmp_path / UNIT.name
     unit.write_text(
-        UNIT.read_text().replace("/opt/fleetpulse-agent/venv/bin/python", sys.executable)
+        UNIT.read_text().replace("/opt/fleetpulse-agent/venv/bin/fleetpulse-agent", sys.executable)
     )
     run = subprocess.run(
         [exe, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
