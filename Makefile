@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PORT    ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-fast lint fmt bench-ingest bench-ingest-influx bench-engine bench-rechunk bench-agent bench-load bench-faults fuzz diagram compose-check clean
+.PHONY: help venv run test test-fast lint fmt bench-ingest bench-ingest-influx bench-engine bench-rechunk bench-remote protos bench-agent bench-load bench-faults fuzz diagram compose-check clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  %-22s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,6 +51,12 @@ bench-engine: $(STAMP) ## the numpy engine against pandas formulations of the sa
 
 bench-rechunk: $(STAMP) ## write cost: steady state vs store's carry vs re-chunked resends (SQLite, in process)
 	$(BIN)/python bench/rechunk.py
+
+bench-remote: $(STAMP) ## remote write and OTLP ingest through gunicorn on SQLite, against the JSON path
+	$(BIN)/python bench/remote_write.py
+
+protos: $(STAMP) ## regenerate app/ingest/prompb/*_pb2.py from the .proto files (grpcio-tools' protoc)
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. app/ingest/prompb/types.proto app/ingest/prompb/remote.proto
 
 bench-agent: $(STAMP) ## agent RSS, CPU and collection latency
 	$(BIN)/python bench/agent.py

@@ -12,6 +12,7 @@ from flask import Flask, Response, g, request
 from flask.json.provider import JSONProvider
 
 from app.ingest.json_samples import JsonSamples
+from app.ingest.prom_remote import PromRemote
 from app.storage import Store, open_store
 from app.storage.meta import MetaStore
 from app.web.ratelimit import RateLimiter
@@ -61,7 +62,11 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         store=open_store(settings.storage_url, settings.store_options()),
         meta=MetaStore(settings.metadata_path),
         limiter=RateLimiter(settings.rate_limit, settings.rate_burst),
-        decoders={"json": JsonSamples(settings.limits())},
+        decoders={
+            "json": JsonSamples(settings.limits()),
+            "prom": PromRemote(settings.limits()),
+            "otlp": settings.limits(),
+        },
     )
     errors.init_app(app)
     views.init_app(app)

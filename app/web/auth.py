@@ -3,12 +3,14 @@ reader reads, admin does everything). Rate limiting is its own decorator (``limi
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hmac
 from collections.abc import Callable
 from typing import Any
 
-from flask import current_app, g, request
+from flask import Request, current_app, g, request
 
 from app.storage.meta import ENV_ADMIN_ID, MetaStore, Principal
 from app.web.errors import ApiError
@@ -16,14 +18,40 @@ from app.web.errors import ApiError
 ENV_ADMIN = Principal(ENV_ADMIN_ID, "admin", None)
 
 
+def token_from_request(req: Request, allow_query_p: bool = False) -> str | None:
+    """The token of a section 8 sender: ``Bearer T``, ``Token T``, HTTP Basic with T as the
+    password (any user name), or ``?p=T`` where allowed (line protocol v1); None if absent."""
+    scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
+    rest = rest.strip()
+    scheme = scheme.lower()
+    if scheme in ("bearer", "token") and rest:
+        return rest
+    if scheme == "basic" and rest:
+        try:
+            decoded = base64.b64decode(rest, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        password = decoded.partition(":")[2]
+        return password or None
+    if allow_query_p and req.args.get("p"):
+        return req.args["p"]
+    return None
+
+
 def current_principal() -> Principal:
-    """The caller, from the Authorization header; 401 when missing or unknown."""
+    """The caller, from the Authorization header; 401 when missing or unknown.
+
+    Views of other senders' protocols (contract section 8) set ``g.any_token_scheme`` so the
+    token may also come as ``Token T`` or HTTP Basic (``token_from_request``)."""
     cached = g.get("principal")
     if cached is not None:
         return cached
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
+    if g.get("any_token_scheme"):
+        token = token_from_request(request) or ""
+        scheme = "bearer"
+    else:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise ApiError(
             401,

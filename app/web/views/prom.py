@@ -1,0 +1,56 @@
+"""``POST /api/v1/prom/write``: Prometheus remote write 1.0 (CONTRACT.md section 8.2)."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Response, request
+
+from app.web.errors import ApiError
+from app.web.views.common import (
+    SENDER_ERRORS,
+    any_token_scheme,
+    blueprint,
+    default_host,
+    endpoint,
+    ext,
+    store_parts,
+    whole_body,
+)
+
+bp = blueprint("prom", __name__, url_prefix="/api/v1", description="Prometheus remote write")
+bp.before_request(any_token_scheme)
+PROTOBUF = "application/x-protobuf"
+DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {PROTOBUF: {"schema": {"type": "string", "format": "binary"}}},
+        "description": "A snappy (block format) compressed prometheus.WriteRequest "
+        "(remote write 1.0; Content-Encoding: snappy).",
+    },
+    "responses": {"400": {"description": "refused series, named in a text; the rest stored"}},
+}
+
+
+@endpoint(bp, "POST /prom/write", "agent", None, status=204, errors=SENDER_ERRORS, doc=DOC)
+def prom_write() -> Response:
+    """Store every valid series of a remote write request; 400 names the refused ones."""
+    ctype = (request.mimetype or PROTOBUF).lower()
+    if ctype != PROTOBUF or "proto=" in request.headers.get("Content-Type", ""):
+        raise ApiError(
+            415,
+            "Content-Type must be application/x-protobuf (remote write 1.0)",
+            {"Content-Type": [request.headers.get("Content-Type", "")]},
+        )
+    encoding = request.headers.get("Content-Encoding", "snappy").strip().lower()
+    if encoding != "snappy":
+        raise ApiError(415, "Content-Encoding must be snappy", {"Content-Encoding": [encoding]})
+    decoder = ext().decoders["prom"]
+    req = decoder.load(whole_body(decoder.limits.max_body_bytes))
+    sink = decoder.to_sink(req, time.time(), default_host())
+    store_parts(sink)
+    if not sink.refused:
+        return Response(status=204)
+    lines = [f"{name}: {why}" for name, why in sink.refused.items()]
+    text = f"refused {sink.rejected} sample(s), the rest stored:\n" + "\n".join(lines) + "\n"
+    return Response(text, status=400, mimetype="text/plain")
