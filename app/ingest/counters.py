@@ -71,43 +71,57 @@ class RawCounters:
     def apply(
         self, batch: Batch, last: list[CounterLast | None]
     ) -> tuple[Batch, list[CounterLast | None]]:
-        """``batch`` with the counters' rate samples added; each counter's newest raw sample."""
-        bounds = np.searchsorted(self.sid, np.arange(len(self.keys) + 1))
-        keys, units, parts_t, parts_v, kept = [], [], [], [], []
-        for k in range(len(self.keys)):
-            a, b = bounds[k], bounds[k + 1]
-            rt, rv, newest = rates(self.ts[a:b], self.val[a:b], self.start[a:b], last[k])
-            kept.append(newest)
-            ok = rt >= self.oldest
-            if ok.any():
-                keys.append(self.keys[k])
-                units.append(self.units[k])
-                parts_t.append(rt[ok])
-                parts_v.append(rv[ok])
-        if not keys:
+        """``batch`` with the counters' rate samples added; each counter's newest raw sample.
+
+        All counters at once: each one's kept sample joins its samples newer than it, and
+        consecutive samples of one counter give its rates (as ``rates``, vectorised)."""
+        n = len(self.keys)
+        lt, lv, ls = (np.array([np.nan if x is None else x[j] for x in last]) for j in range(3))
+        new = ~(self.ts <= lt[self.sid])  # NaN (nothing kept) compares False: new
+        had = np.flatnonzero(~np.isnan(lt))
+        sid = np.concatenate([had, self.sid[new]])
+        t = np.concatenate([lt[had], self.ts[new]])
+        v = np.concatenate([lv[had], self.val[new]])
+        st = np.concatenate([ls[had], self.start[new]])
+        order = np.lexsort((t, sid))
+        sid, t, v, st = sid[order], t[order], v[order], st[order]
+        newest = np.append(sid[1:] != sid[:-1], True) if len(sid) else np.zeros(0, dtype=bool)
+        kept: list[CounterLast | None] = [None] * n
+        for k, j in zip(sid[newest].tolist(), np.flatnonzero(newest).tolist(), strict=True):
+            kept[k] = (float(t[j]), float(v[j]), float(st[j]))
+        pair = sid[1:] == sid[:-1]
+        s0, s1 = st[:-1], st[1:]
+        restarted = (s0 != s1) & ~(np.isnan(s0) & np.isnan(s1))
+        increase = np.where((v[1:] < v[:-1]) | restarted, v[1:], v[1:] - v[:-1])
+        rate = increase / np.where(pair, np.diff(t), 1.0)
+        ok = pair & (t[:-1] >= self.oldest)
+        if not ok.any():
             return batch, kept
-        return concat(batch, keys, units, parts_t, parts_v), kept
+        ids, inv = np.unique(sid[:-1][ok], return_inverse=True)
+        keys = [self.keys[i] for i in ids.tolist()]
+        units = [self.units[i] for i in ids.tolist()]
+        return concat(batch, keys, units, inv.astype(np.int64), t[:-1][ok], rate[ok]), kept
 
 
 def concat(
     batch: Batch,
     keys: list[SeriesKey],
     units: list[str | None],
-    ts: list[np.ndarray],
-    val: list[np.ndarray],
+    sid: np.ndarray,
+    ts: np.ndarray,
+    val: np.ndarray,
 ) -> Batch:
-    """``batch`` with more series (each with at least one point, sorted), no carries."""
+    """``batch`` with more series (``sid`` indexes ``keys``; sorted by it, then time), no
+    carries."""
     n = len(batch.keys)
-    counts = [len(x) for x in ts]
-    sid = np.repeat(np.arange(n, n + len(keys), dtype=np.int64), counts)
     nan = np.full(len(keys), np.nan)
     return Batch(
         host=batch.host,
         keys=[*batch.keys, *keys],
         units=[*batch.units, *units],
-        sid=np.concatenate([batch.sid, sid]),
-        ts=np.concatenate([batch.ts, *ts]),
-        val=np.concatenate([batch.val, *val]),
+        sid=np.concatenate([batch.sid, sid + n]),
+        ts=np.concatenate([batch.ts, ts]),
+        val=np.concatenate([batch.val, val]),
         carry_ts=np.concatenate([batch.carry_ts, nan]),
         carry_val=np.concatenate([batch.carry_val, nan]),
         server_carry=True,

@@ -138,12 +138,12 @@ def _series(
     if err:
         sink.refuse(name, err, len(points))
         return
-    t, v, start = (np.array(c, dtype=np.float64) for c in zip(*points, strict=True))
+    t, v, start = (list(c) for c in zip(*points, strict=True))
     if kind == RATE:  # a delta: its increase over (start, time], as a rate from start
-        span = t - start
-        good = span > 0
-        if not good.all():
-            sink.refuse(name, "delta point without a start before its time", int((~good).sum()))
-        sink.add(name, host, key, rate_unit(unit), kind, start[good], v[good] / span[good])
+        good = [k for k in range(len(t)) if t[k] > start[k]]  # a NaN start is never before
+        if len(good) < len(t):
+            sink.refuse(name, "delta point without a start before its time", len(t) - len(good))
+        rates = [v[k] / (t[k] - start[k]) for k in good]
+        sink.add(name, host, key, rate_unit(unit), kind, [start[k] for k in good], rates)
         return
     sink.add(name, host, key, unit, kind, t, v, start)  # a counter's rate unit: the sink's

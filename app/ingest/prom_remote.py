@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 
 import cramjam
-import numpy as np
 from google.protobuf.message import DecodeError
 
 from app.core.errors import Invalid, TooLarge
@@ -111,9 +110,8 @@ class PromRemote:
             if err or host is None:
                 sink.refuse(name, err or "no host or instance label", len(samples))
                 continue
-            ts = np.fromiter((s.timestamp for s in samples), np.float64, len(samples)) / 1000.0
-            val = np.fromiter((s.value for s in samples), np.float64, len(samples))
-            sink.add(name, host, key, unit, kind, ts, val)
+            ts = [s.timestamp / 1000.0 for s in samples]
+            sink.add(name, host, key, unit, kind, ts, [s.value for s in samples])
         return sink
 
     @staticmethod

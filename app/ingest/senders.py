@@ -5,8 +5,9 @@ series or sample is noted in ``refused`` and the rest is stored."""
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,14 +63,6 @@ def normalise(
     return (m, tuple(sorted(tags.items()))), None
 
 
-@dataclass
-class _Series:
-    unit: str | None
-    ts: list[np.ndarray] = field(default_factory=list)
-    val: list[np.ndarray] = field(default_factory=list)
-    start: list[np.ndarray] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class Part:
     """One host's share of a request: what ``Store.write(batch, counters)`` takes."""
@@ -78,17 +71,30 @@ class Part:
     counters: RawCounters | None
 
 
+@dataclass
+class _Columns:
+    """Samples as added, flat: series index per run, then the values."""
+
+    sid: list[int] = field(default_factory=list)
+    count: list[int] = field(default_factory=list)
+    ts: list[float] = field(default_factory=list)
+    val: list[float] = field(default_factory=list)
+    start: list[float] = field(default_factory=list)
+
+
 class Sink:
-    """Collects one request's series, checked, per host and kind."""
+    """Collects one request's series; checked, sorted and grouped per host in ``parts``."""
 
     def __init__(self, limits: Limits, now: float) -> None:
         self.limits = limits
         self.oldest = now - limits.retention_30s
         self.newest = now + limits.future_slack
-        self.series: dict[tuple[str, str, SeriesKey], _Series] = {}
+        self.index: dict[tuple[str, str, SeriesKey], int] = {}
+        self.series: list[tuple[str, str, SeriesKey, str | None, str]] = []  # + unit, name
+        self.cols = _Columns()
         self.refused: dict[str, str] = {}  # series as the sender named it -> why
         self.rejected = 0  # samples not stored (NaN and stale markers are not counted)
-        self.points = 0
+        self._hosts: dict[str, str | None] = {}
 
     def refuse(self, name: str, reason: str, samples: int) -> None:
         """Note a refused series (or some of its samples)."""
@@ -103,85 +109,111 @@ class Sink:
         key: SeriesKey,
         unit: str | None,
         kind: str,
-        ts: np.ndarray,
-        val: np.ndarray,
-        start: np.ndarray | None = None,
+        ts: Sequence[float],
+        val: Sequence[float],
+        start: Sequence[float] | None = None,
     ) -> None:
-        """Samples of one series (seconds, any order); NaN is no sample, the rest is checked."""
-        if err := host_error(host):
+        """Samples of one series (seconds, any order); checked in ``parts``."""
+        err = self._hosts.get(host, "?")
+        if err == "?":
+            err = self._hosts[host] = host_error(host)
+        if err:
             self.refuse(name, f"host {host!r} {err}", len(ts))
             return
-        ok = ~np.isnan(val)  # Prometheus' stale markers and any other NaN: nothing stored
-        bad = ok & ((np.abs(val) > MAX_ABS_VALUE) | (ts < self.oldest) | (ts > self.newest))
-        if bad.any():
-            t0 = float(ts[bad][0])
-            why = "value not finite" if not np.isfinite(val[bad][0]) else "outside the limits"
-            self.refuse(
-                name,
-                f"{int(bad.sum())} sample(s) refused ({why}: timestamps from "
-                f"{self.oldest:.0f} to {self.newest:.0f}, |value| <= {MAX_ABS_VALUE:g}; "
-                f"first at {t0:.3f})",
-                int(bad.sum()),
-            )
-            ok &= ~bad
-        if not ok.any():
-            return
-        self.points += int(ok.sum())
-        if self.points > self.limits.max_points:
+        i = self.index.setdefault((host, kind, key), len(self.series))
+        if i == len(self.series):
+            self.series.append((host, kind, key, unit, name))
+        elif unit is not None:
+            self.series[i] = (host, kind, key, unit, name)
+        c = self.cols
+        c.sid.append(i)
+        c.count.append(len(ts))
+        c.ts.extend(ts)
+        c.val.extend(val)
+        c.start.extend(start if start is not None else [math.nan] * len(ts))
+        if len(c.ts) > self.limits.max_points:
             raise TooLarge(f"more than {self.limits.max_points} samples in one request")
-        s = self.series.setdefault((host, kind, key), _Series(unit))
-        s.unit = unit if unit is not None else s.unit
-        s.ts.append(ts[ok])
-        s.val.append(val[ok])
-        s.start.append(start[ok] if start is not None else np.full(int(ok.sum()), np.nan))
 
     def hosts(self) -> set[str]:
         """Every host a stored sample would name."""
-        return {h for h, _, _ in self.series}
+        return {s[0] for s in self.series}
 
     def parts(self) -> list[Part]:
         """Per host: its gauges and ready rates as a ``Batch``, its counters as ``RawCounters``."""
-        by_host: dict[str, dict[str, list]] = {}
-        for (host, kind, key), s in self.series.items():
-            group = by_host.setdefault(host, {GAUGE: [], COUNTER: []})
-            group[COUNTER if kind == COUNTER else GAUGE].append((key, s))
-        return [self._part(h, g[GAUGE], g[COUNTER]) for h, g in sorted(by_host.items())]
+        c = self.cols
+        sid = np.repeat(np.array(c.sid, dtype=np.int64), np.array(c.count, dtype=np.int64))
+        ts, val = np.array(c.ts, dtype=np.float64), np.array(c.val, dtype=np.float64)
+        start = np.array(c.start, dtype=np.float64)
+        keep = self._checked(sid, ts, val)
+        if not keep.any():
+            return []
+        sid, ts, val, start = sid[keep], ts[keep], val[keep], start[keep]
+        group = self._groups()
+        order = np.lexsort((ts, sid, group[sid]))  # stable: the last sent of one time wins
+        sid, ts, val, start = sid[order], ts[order], val[order], start[order]
+        last = np.append((sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1]), True)
+        sid, ts, val, start = sid[last], ts[last], val[last], start[last]
+        g = group[sid]
+        bounds = np.flatnonzero(np.diff(g)) + 1
+        out: dict[str, list] = {}
+        for part in np.split(np.arange(len(sid)), bounds):
+            host, kind = self.series[int(sid[part[0]])][:2]
+            cols = (sid[part], ts[part], val[part], start[part])
+            out.setdefault(host, [None, None])[kind == COUNTER] = cols
+        return [self._part(h, *out[h]) for h in sorted(out)]
 
-    def _part(self, host: str, gauges: list, counters: list) -> Part:
-        gauge_keys = {k for k, _ in gauges}
-        for key, s in [c for c in counters if c[0] in gauge_keys]:
-            n = sum(len(t) for t in s.ts)
-            self.refuse(key[0], "a counter and a gauge or delta sum of one name", n)
-        counters = [c for c in counters if c[0] not in gauge_keys]
-        cols = [_sorted(s) for _, s in gauges]
+    def _checked(self, sid: np.ndarray, ts: np.ndarray, val: np.ndarray) -> np.ndarray:
+        """Samples to store; NaN (stale markers too) is no sample, the rest out of the limits
+        is refused and reported per series."""
+        ok = ~np.isnan(val)
+        bad = ok & ((np.abs(val) > MAX_ABS_VALUE) | (ts < self.oldest) | (ts > self.newest))
+        if bad.any():
+            for i in np.unique(sid[bad]).tolist():
+                mine = bad & (sid == i)
+                t0, v0 = float(ts[mine][0]), float(val[mine][0])
+                why = "value not finite" if not math.isfinite(v0) else "outside the limits"
+                self.refuse(
+                    self.series[i][4],
+                    f"{int(mine.sum())} sample(s) refused ({why}: timestamps from "
+                    f"{self.oldest:.0f} to {self.newest:.0f}, |value| <= {MAX_ABS_VALUE:g}; "
+                    f"first at {t0:.3f})",
+                    int(mine.sum()),
+                )
+        return ok & ~bad
+
+    def _groups(self) -> np.ndarray:
+        """Per series: its (host, gauge or counter) group's rank, hosts in name order."""
+        names = sorted({(h, k == COUNTER) for h, k, *_ in self.series})
+        rank = {n: r for r, n in enumerate(names)}
+        return np.array([rank[(h, k == COUNTER)] for h, k, *_ in self.series], dtype=np.int64)
+
+    def _part(self, host: str, gauges: tuple | None, counters: tuple | None) -> Part:
         batch = empty_batch(host)
-        if gauges:
-            units = [s.unit for _, s in gauges]
-            batch = concat(
-                batch, [k for k, _ in gauges], units, [c[0] for c in cols], [c[1] for c in cols]
-            )
-        if not counters:
+        gauge_keys = set()
+        if gauges is not None:
+            ids, inv = np.unique(gauges[0], return_inverse=True)
+            keys = [self.series[i][2] for i in ids.tolist()]
+            gauge_keys = set(keys)
+            units = [self.series[i][3] for i in ids.tolist()]
+            batch = concat(batch, keys, units, inv.astype(np.int64), gauges[1], gauges[2])
+        if counters is None:
             return Part(batch, None)
-        cols = [_sorted(s) for _, s in counters]
-        counts = [len(c[0]) for c in cols]
+        ids, inv = np.unique(counters[0], return_inverse=True)
+        clash = np.array([self.series[i][2] in gauge_keys for i in ids.tolist()], dtype=bool)
+        for i in ids[clash].tolist():
+            n = int((counters[0] == i).sum())
+            self.refuse(self.series[i][4], "a counter and a gauge or delta sum of one name", n)
+        keep = ~clash[inv]
+        ids, inv = np.unique(counters[0][keep], return_inverse=True)
+        if not len(ids):
+            return Part(batch, None)
         raw = RawCounters(
-            keys=[k for k, _ in counters],
-            units=[rate_unit(s.unit) for _, s in counters],
-            sid=np.repeat(np.arange(len(counters), dtype=np.int64), counts),
-            ts=np.concatenate([c[0] for c in cols]),
-            val=np.concatenate([c[1] for c in cols]),
-            start=np.concatenate([c[2] for c in cols]),
+            keys=[self.series[i][2] for i in ids.tolist()],
+            units=[rate_unit(self.series[i][3]) for i in ids.tolist()],
+            sid=inv.astype(np.int64),
+            ts=counters[1][keep],
+            val=counters[2][keep],
+            start=counters[3][keep],
             oldest=self.oldest,
         )
         return Part(batch, raw)
-
-
-def _sorted(s: _Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One series' samples in time order, one per timestamp (the last one sent wins)."""
-    ts, val, start = (np.concatenate(x) for x in (s.ts, s.val, s.start))
-    if len(ts) > 1 and not (np.diff(ts) > 0).all():
-        order = np.argsort(ts, kind="stable")
-        ts, val, start = ts[order], val[order], start[order]
-        last = np.append(ts[1:] != ts[:-1], True)
-        ts, val, start = ts[last], val[last], start[last]
-    return ts, val, start
