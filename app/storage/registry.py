@@ -123,14 +123,11 @@ class Registry:
     ) -> list[CounterLast | None]:
         """Each counter's newest raw sample kept (contract section 8: rates need the previous
         raw sample); read inside the host's write section."""
-        out: list[CounterLast | None] = []
-        for metric, tags in keys:
-            row = con.execute(
-                "SELECT t, v, start FROM counters WHERE host=? AND metric=? AND tags=?",
-                (host, metric, tags_json(tags)),
-            ).fetchone()
-            out.append(None if row is None else (row[0], row[1], _nan(row[2])))
-        return out
+        rows = con.execute(
+            "SELECT metric, tags, t, v, start FROM counters WHERE host=?", (host,)
+        ).fetchall()
+        kept = {(m, tj): (t, v, _nan(st)) for m, tj, t, v, st in rows}
+        return [kept.get((metric, tags_json(tags))) for metric, tags in keys]
 
     def keep_counters(
         self,
