@@ -15,6 +15,7 @@ import gzip
 import http.client
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -31,7 +32,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (  # no
 
 from app.ingest.prompb.remote_pb2 import WriteRequest  # noqa: E402
 from bench.ingest import create_tokens, fan_out, start_api  # noqa: E402
-from harness.server import stop_gunicorn  # noqa: E402
+from harness.server import LiveApi, stop_gunicorn  # noqa: E402
 
 PATHS = {
     "json": ("/api/v1/samples", {"Content-Type": "application/json", "Content-Encoding": "gzip"}),
@@ -124,7 +125,21 @@ def _client(port: int, path: str, headers: dict, jobs: list, tokens: list, q) ->
     q.put(bad)
 
 
-def run(port: int, kind: str, args: argparse.Namespace, tokens: list, t_start: float) -> dict:
+def server_cpu(master: int) -> float:
+    """CPU seconds used so far by gunicorn's workers (the children of ``master``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for task in Path(f"/proc/{master}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def run(api: LiveApi, kind: str, args: argparse.Namespace, tokens: list, t_start: float) -> dict:
     """Every host's rounds of one wire format; samples/s over the wall time."""
     make = {"json": json_body, "prom": prom_body, "otlp": otlp_body}[kind]
     series = shape(args.series)
@@ -140,36 +155,57 @@ def run(port: int, kind: str, args: argparse.Namespace, tokens: list, t_start: f
         for h in range(args.hosts)
     ]
     path, headers = PATHS[kind]
-    jobs = [(port, path, headers, bodies[i :: args.clients], tokens) for i in range(args.clients)]
+    jobs = [
+        (api.port, path, headers, bodies[i :: args.clients], tokens) for i in range(args.clients)
+    ]
+    cpu = server_cpu(api.proc.pid)
     results, elapsed = fan_out(_client, jobs)
+    cpu = server_cpu(api.proc.pid) - cpu
     n = len(bodies) * args.series * args.samples
-    return {"samples": n, "seconds": elapsed, "per_s": n / elapsed, "errors": sum(results)}
+    return {
+        "samples": n,
+        "seconds": elapsed,
+        "per_s": n / elapsed,
+        "per_cpu_s": n / max(cpu, 1e-9),
+        "errors": sum(results),
+    }
 
 
 def main() -> None:
-    """One gunicorn on SQLite; JSON, then remote write, then OTLP, each on its own time span."""
+    """One gunicorn on SQLite; JSON, remote write and OTLP alternating, each run on its own
+    time span; the median of ``--repeat`` runs per path (the machine is shared)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hosts", type=int, default=20)
     p.add_argument("--series", type=int, default=500)
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--rounds", type=int, default=4, help="30-s requests per host")
+    p.add_argument("--repeat", type=int, default=3, help="alternating runs per path")
     p.add_argument("--workers", type=int, default=(os.cpu_count() or 1) + 1)
     p.add_argument("--clients", type=int, default=4)
     args = p.parse_args()
+    kinds = ("json", "prom", "otlp")
+    span = 30 * (args.rounds + 1)
+    out: dict[str, list[dict]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as d:
         api = start_api(f"sqlite:///{d}/bench.db", Path(d), args.workers)
         try:
             tokens = create_tokens(api.port, args.hosts)
-            base = (int(time.time()) // 30 - 3 * (args.rounds + 2)) * 30
-            out = {}
-            for j, kind in enumerate(("json", "prom", "otlp")):
-                out[kind] = run(api.port, kind, args, tokens, base + j * 30 * (args.rounds + 1))
+            base = (int(time.time()) // 30 - 2) * 30 - span * len(kinds) * args.repeat
+            for rep in range(args.repeat):
+                for j, kind in enumerate(kinds):
+                    t = base + span * (rep * len(kinds) + j)
+                    out[kind].append(run(api, kind, args, tokens, t))
         finally:
             stop_gunicorn(api.proc)
-    for kind, r in out.items():
+    med = {k: statistics.median(r["per_s"] for r in runs) for k, runs in out.items()}
+    cpu = {k: statistics.median(r["per_cpu_s"] for r in runs) for k, runs in out.items()}
+    for kind, runs in out.items():
+        each = " / ".join(f"{r['per_s']:,.0f}" for r in runs)
         print(
-            f"{kind}: {r['per_s']:,.0f} samples/s ({r['samples']:,} samples, {r['seconds']:.1f} s, "
-            f"{r['errors']} errors), {r['per_s'] / out['json']['per_s']:.2f}x the JSON path"
+            f"{kind}: median {med[kind]:,.0f} samples/s ({each}; {runs[0]['samples']:,} samples "
+            f"a run, {sum(r['errors'] for r in runs)} errors), {med[kind] / med['json']:.2f}x "
+            f"JSON; server CPU: {cpu[kind]:,.0f} samples per CPU-second, "
+            f"{cpu[kind] / cpu['json']:.2f}x JSON"
         )
 
 

@@ -134,7 +134,7 @@ def _series(
 ) -> None:
     """One series' points (time, value, start) into the sink."""
     name = metric + "{" + ",".join(f'{k}="{v}"' for k, v in attrs) + "}"
-    key, err = normalise(metric, [(k, v) for k, v in attrs if v != ""], kind)
+    key, err = normalise(metric, tuple((k, v) for k, v in attrs if v != ""), kind)
     if err:
         sink.refuse(name, err, len(points))
         return

@@ -125,7 +125,7 @@ class PromRemote:
         counter = metric.endswith("_total") or metric in counters
         kind = COUNTER if counter else GAUGE
         host = d.get("host") or (host_of_instance(d["instance"]) if d.get("instance") else None)
-        tags = [(k, v) for k, v in labels if k not in NOT_TAGS]
+        tags = tuple((k, v) for k, v in labels if k not in NOT_TAGS)
         key, err = normalise(metric, tags, kind)
         unit = units.get(metric) or unit_of(metric, counter)
         return text, host, key, unit, kind, err

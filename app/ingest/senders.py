@@ -5,9 +5,10 @@ series or sample is noted in ``refused`` and the rest is stored."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,10 +43,12 @@ def tag_key(name: str) -> str:
     return _NOT_TAG.sub("_", name.lower())
 
 
+@functools.lru_cache(maxsize=65536)
 def normalise(
-    metric: str, labels: Iterable[tuple[str, str]], kind: str
+    metric: str, labels: tuple[tuple[str, str], ...], kind: str
 ) -> tuple[SeriesKey | None, str | None]:
-    """The series key of a sender's name and labels, or why the series is refused."""
+    """The series key of a sender's name and labels, or why the series is refused (cached per
+    worker: senders repeat the same series in every request)."""
     m = metric_name(metric) + (RATE_SUFFIX if kind != GAUGE else "")
     if err := metric_error(m):
         return None, f"metric {m!r} {err}"
