@@ -88,8 +88,8 @@ def test_refused_series_are_named_and_the_rest_stored(client) -> None:
     old = {"__name__": "old", "host": host}
     series = [(many, [(t0, 1.0)]), (clash, [(t0, 1.0)]), (ok, [(t0, 1.0)]), (old, [(1.0, 1.0)])]
     r = post(client, write_request(series))
-    assert r.status_code == 400 and r.mimetype == "text/plain"
-    text = r.data.decode()
+    assert r.status_code == 400 and set(r.json) == {"error", "details"}
+    text = r.json["error"]
     assert "wide{" in text and "9 tags" in text and "clash{" in text and "'A' and 'a'" in text
     assert "old{" in text and "fine" not in text
     assert points(client, host, "fine", t0 - 30, t0 + 30)

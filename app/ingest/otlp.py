@@ -55,6 +55,8 @@ def load(
     req = ExportMetricsServiceRequest()
     try:
         if ctype == JSON:
+            if not raw.lstrip().startswith(b"{"):
+                raise Invalid("body must be a JSON object", {"_body": ["expected an object"]})
             json_format.Parse(raw, req, ignore_unknown_fields=True)
         else:
             req.ParseFromString(raw)

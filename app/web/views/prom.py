@@ -28,11 +28,19 @@ DOC = {
         "description": "A snappy (block format) compressed prometheus.WriteRequest "
         "(remote write 1.0; Content-Encoding: snappy).",
     },
-    "responses": {"400": {"description": "refused series, named in a text; the rest stored"}},
 }
 
 
-@endpoint(bp, "POST /prom/write", "agent", None, status=204, errors=SENDER_ERRORS, doc=DOC)
+@endpoint(
+    bp,
+    "POST /prom/write",
+    "agent",
+    None,
+    status=204,
+    errors=SENDER_ERRORS,
+    doc=DOC,
+    e400="refused series, each named with its reason; the rest was stored",
+)
 def prom_write() -> Response:
     """Store every valid series of a remote write request; 400 names the refused ones."""
     ctype = (request.mimetype or PROTOBUF).lower()
@@ -51,6 +59,11 @@ def prom_write() -> Response:
     store_parts(sink)
     if not sink.refused:
         return Response(status=204)
-    lines = [f"{name}: {why}" for name, why in sink.refused.items()]
-    text = f"refused {sink.rejected} sample(s), the rest stored:\n" + "\n".join(lines) + "\n"
-    return Response(text, status=400, mimetype="text/plain")
+    # Prometheus logs the answer's text and drops the batch: the text names every refused
+    # series (up to MAX_REFUSED), in the API's one error shape.
+    named = "; ".join(f"{name}: {why}" for name, why in sink.refused.items())
+    raise ApiError(
+        400,
+        f"refused {sink.rejected} sample(s), the rest stored: {named}",
+        {name: [why] for name, why in sink.refused.items()},
+    )
