@@ -140,3 +140,22 @@ def test_storage_down_is_503_with_retry_after(client, monkeypatch) -> None:
     monkeypatch.setattr(client.c.application.extensions["fleetpulse"].store, "write", down)
     r = post(client, write_request([({"__name__": "m", "host": "h"}, [(now30(), 1.0)])]))
     assert r.status_code == 503 and r.headers["Retry-After"]
+
+
+def test_token_from_request_every_place(app) -> None:
+    from app.web.auth import token_from_request
+
+    cases = [
+        ({"Authorization": "Bearer abc"}, "", False, "abc"),
+        ({"Authorization": "Token abc"}, "", False, "abc"),
+        ({"Authorization": basic("abc")}, "", False, "abc"),
+        ({"Authorization": "Basic " + "Og=="}, "", False, None),  # ":" (no password)
+        ({}, "p=abc", True, "abc"),
+        ({}, "p=abc", False, None),
+        ({"Authorization": "Digest x"}, "", False, None),
+    ]
+    for headers, query, allow, want in cases:
+        with app.test_request_context("/write", headers=headers, query_string=query):
+            from flask import request
+
+            assert token_from_request(request, allow_query_p=allow) == want, (headers, query)
