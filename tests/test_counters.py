@@ -86,3 +86,32 @@ def test_integral_of_rates_is_the_increase_for_any_batching(run) -> None:
     integral = math.fsum(stored[x] * (nxt[x] - x) for x in times)
     increase = math.fsum(np.where(v[1:] < v[:-1], v[1:], v[1:] - v[:-1]))
     assert math.isclose(integral, increase, rel_tol=1e-9, abs_tol=1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(counter_runs(), min_size=1, max_size=4), st.lists(st.booleans(), max_size=4))
+def test_the_vectorised_apply_is_the_scalar_rates_per_counter(runs, kept_before) -> None:
+    """Several counters at once, some with a kept sample: ``apply`` gives each one ``rates``."""
+    ts, vals, sids, last = [], [], [], []
+    for k, (t, v, _, _) in enumerate(runs):
+        cut = 1 if k < len(kept_before) and kept_before[k] else 0
+        last.append((float(t[0]), float(v[0]), math.nan) if cut else None)
+        ts.append(t)
+        vals.append(v)
+        sids.append(np.full(len(t), k))
+    keys = [(f"c{k}.rate", ()) for k in range(len(runs))]
+    feed = RawCounters(
+        keys,
+        ["/s"] * len(runs),
+        np.concatenate(sids).astype(np.int64),
+        np.concatenate(ts),
+        np.concatenate(vals),
+        np.full(sum(map(len, ts)), math.nan),
+    )
+    batch, kept = feed.apply(empty_batch("h"), last)
+    for k in range(len(runs)):
+        rt, rv, newest = rates(ts[k], vals[k], np.full(len(ts[k]), math.nan), last[k])
+        mine = [i for i, key in enumerate(batch.keys) if key == keys[k]]
+        got = batch.sid == (mine[0] if mine else -1)
+        assert batch.ts[got].tolist() == rt.tolist() and batch.val[got].tolist() == rv.tolist()
+        assert kept[k][:2] == newest[:2]
