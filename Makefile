@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PORT    ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-fast lint fmt bench-ingest bench-ingest-influx bench-engine bench-rechunk bench-remote protos bench-agent bench-load bench-faults fuzz diagram compose-check clean
+.PHONY: help venv run test test-fast lint fmt bench-ingest bench-ingest-influx bench-engine bench-lp bench-rechunk bench-remote protos bench-agent bench-load bench-faults bench-page fuzz diagram compose-check vendor screenshots clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  %-22s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,10 @@ bench-ingest-influx: $(STAMP) ## ingest throughput through gunicorn on a real in
 bench-engine: $(STAMP) ## the numpy engine against pandas formulations of the same windows
 	$(BIN)/python bench/engine.py
 
+bench-lp: $(STAMP) ## line protocol (Telegraf-shaped, gzip) vs the JSON path through gunicorn, on SQLite and on a real influxd
+	$(BIN)/python bench/line_protocol.py --store sqlite
+	$(BIN)/python bench/line_protocol.py --store influxdb
+
 bench-rechunk: $(STAMP) ## write cost: steady state vs store's carry vs re-chunked resends (SQLite, in process)
 	$(BIN)/python bench/rechunk.py
 
@@ -72,6 +76,27 @@ bench-faults: $(STAMP) ## under load: worker SIGKILL, influxd SIGKILL + restart,
 
 fuzz: $(STAMP) ## schemathesis fuzz from the OpenAPI against a real gunicorn
 	$(BIN)/python bench/fuzz.py --examples 1000
+
+bench-page: $(STAMP) ## server time of the web page's host reads (40 series, 24 h and 7 d) on SQLite and a real influxd
+	$(BIN)/python bench/page_reads.py --store sqlite
+	$(BIN)/python bench/page_reads.py --store influxdb
+
+# The page's chart library, vendored from its npm package at a pinned version (nothing is fetched
+# by the browser from elsewhere, and nothing is built on the user's machine).
+UPLOT_VERSION ?= 1.6.32
+VENDOR        := app/web/static/vendor
+
+vendor: ## refresh the vendored uPlot (npm pack uplot@$(UPLOT_VERSION)) in app/web/static/vendor/
+	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	(cd "$$tmp" && npm pack --silent uplot@$(UPLOT_VERSION) >/dev/null && tar xzf uplot-$(UPLOT_VERSION).tgz) && \
+	cp "$$tmp/package/dist/uPlot.iife.min.js" "$$tmp/package/dist/uPlot.min.css" $(VENDOR)/ && \
+	cp "$$tmp/package/LICENSE" $(VENDOR)/uPlot.LICENSE && \
+	{ echo "uplot $(UPLOT_VERSION) from its npm package (make vendor); sha256 of the files:"; \
+	  cd $(VENDOR) && sha256sum uPlot.iife.min.js uPlot.min.css uPlot.LICENSE; } > $(VENDOR)/VERSION.txt
+	@cat $(VENDOR)/VERSION.txt
+
+screenshots: $(STAMP) ## docs/page-*.png: the web page in headless Chromium over a demo fleet
+	$(BIN)/python scripts/screenshots.py
 
 diagram: ## regenerate architecture_diagram.png from architecture_diagram.dot
 	dot -Tpng -Gdpi=110 architecture_diagram.dot -o architecture_diagram.png

@@ -125,6 +125,27 @@ print(host, json.load(urllib.request.urlopen(req, timeout=30))["token"])
 PY
   mv var/agent-token.new var/agent-token
 fi
+# A reader token for the web page's link: the one kept in var/reader-token while the server still
+# knows it (the metadata file may have been removed since), else a new one.
+python - "$URL" "$ADMIN" <<'PY'
+import json, os, sys, urllib.request
+url, admin = sys.argv[1:]
+path = "var/reader-token"
+try:  # still known: keep it (an unknown one answers 401, which urlopen raises)
+    kept = open(path).read().strip()
+    check = urllib.request.Request(url + "/api/v1/hosts", headers={"Authorization": "Bearer " + kept})
+    urllib.request.urlopen(check, timeout=30)
+    sys.exit(0)
+except OSError:  # no file, or an HTTP error
+    pass
+req = urllib.request.Request(url + "/api/v1/tokens", data=json.dumps({"role": "reader"}).encode(),
+                             headers={"Authorization": "Bearer " + admin, "Content-Type": "application/json"})
+with open(path + ".new", "w") as f:
+    f.write(json.load(urllib.request.urlopen(req, timeout=30))["token"] + "\n")
+os.replace(path + ".new", path)
+PY
+READER="$(cat var/reader-token)"
+
 FLEETPULSE_URL="$URL" FLEETPULSE_TOKEN="$(cut -d' ' -f2 var/agent-token)" FLEETPULSE_HOST="$HOST" \
   FLEETPULSE_SPOOL_DIR="$PWD/var/spool" "${own_group[@]}" python -m agent &
 agent_pid=$!
@@ -133,6 +154,9 @@ cat <<MSG
 
 fleetpulse is running at $URL  (embedded SQLite: ${FLEETPULSE_STORAGE_URL#sqlite://})
 An agent is reporting this machine as host "$HOST"; its first 30-second windows land within a minute.
+
+  the web page:  $URL/#token=$READER
+                 (signs in with a reader token, kept in var/reader-token; or open $URL/ and paste it)
 
   admin token:   $ADMIN   (kept in var/admin-token)
   a reader token:

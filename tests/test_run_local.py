@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 
 from harness.net import free_port
 
@@ -178,12 +180,30 @@ def test_ctrl_c_stops_the_agent_first_so_it_flushes_to_a_live_server(checkout, r
     assert not run.survivors(), f"processes left running after Ctrl-C:\n{out[-4000:]}"
 
 
+def page_link(out: str) -> str:
+    """The web page's sign-in link that `make run` prints."""
+    found = re.search(r"the web page:\s+(\S+)", out)
+    assert found, out[-4000:]
+    return found.group(1)
+
+
+def check_page_link(link: str) -> str:
+    """The link's page loads without a token and its reader token reads; the token."""
+    base, token = link.split("/#token=")
+    page = requests.get(base + "/", timeout=10)
+    assert page.status_code == 200 and "Content-Security-Policy" in page.headers
+    hosts = requests.get(base + "/api/v1/hosts", headers={"Authorization": f"Bearer {token}"})
+    assert hosts.status_code == 200, hosts.text
+    return token
+
+
 def test_a_second_run_on_a_taken_port_stops_before_starting_anything(checkout, runs):
     port = free_port()
     first = LocalRun(checkout, port, "first")
     runs.append(first.start())
     first.wait_for(RUNNING)
     assert len(agents_in(checkout)) == 1
+    reader = check_page_link(page_link(first.text()))
 
     second = LocalRun(checkout, port, "second")
     runs.append(second.start())
@@ -211,6 +231,7 @@ def test_a_second_run_on_a_taken_port_stops_before_starting_anything(checkout, r
     assert third.ctrl_c() in (0, 130)
     assert not third.survivors()
     assert "unreachable" not in third.text()
+    assert page_link(third.text()).endswith(f"/#token={reader}"), "the kept reader token is reused"
 
 
 def test_gunicorn_dying_at_start_stops_the_script_with_its_error(checkout, runs):

@@ -18,7 +18,7 @@ import requests
 
 from app.core import engine
 from app.core.errors import StorageUnavailable
-from app.core.records import Query
+from app.core.records import Batch, Query
 from app.storage import Credentials, StoreOptions, open_store
 from app.storage.influxdb.layout import RP_30M, RP_30S, parse_url
 from app.storage.influxdb.protocol import (
@@ -615,3 +615,24 @@ def test_missing_influxd_fails_under_ci(monkeypatch):
         influxd_binary()
     monkeypatch.setenv("CI", "false")
     assert influxd_binary() is None
+
+
+def test_an_in_order_batch_after_a_late_one_reads_nothing(influxd, tmp_path):
+    """A late batch's tails stop at the newest stored sample's window, so the high-water mark
+    does not rise past what is stored and the next in-order batch needs no read."""
+
+    def lp(ts: float, v: float) -> Batch:
+        nan = np.array([math.nan])
+        one = np.array([ts]), np.array([v])
+        return Batch("h", [("m.x", ())], [None], np.zeros(1, np.int64), *one, nan, nan, True)
+
+    t0 = now30() - 3600
+    store = open_store(influxd.new_db_url(), StoreOptions(metadata_path=str(tmp_path / "m.db")))
+    queries, real = [], store.http.query
+    store.http.query = lambda stmts, **kw: (queries.append(stmts), real(stmts, **kw))[1]
+    store.write(lp(t0 + 31, 2.0))  # window t0+60
+    store.write(lp(t0 + 0, 1.0))  # late: holds into t0+60, no further
+    queries.clear()
+    store.write(lp(t0 + 65, 3.0))  # in order, window t0+90, nothing stored there
+    store.close()
+    assert queries == []

@@ -10,25 +10,45 @@ import math
 import uuid
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.core.records import Batch, Query
+from app.storage import StoreOptions, open_store
 from tests.conftest import now30
 
 T0 = now30() - 3 * 3600
-KEYS = [("rc.value", ()), ("rc.other", (("k", "v"),))]
+KEYS = [("rc.value", ()), ("rc.other", (("k", "v"),)), ("rc.third", (("k", "w"),))]
 
 
-def batch(host: str, k: int, ts, vals, carry, server_carry: bool) -> Batch:
-    n = len(ts)
-    ct, cv = [math.nan, math.nan], [math.nan, math.nan]
-    if carry is not None:
-        ct[0], cv[0] = carry
+def batch(host: str, pieces: list[tuple], server_carry: bool) -> Batch:
+    """One request holding one run per series: pieces of (series index, ts, vals, carry)."""
+    pieces = sorted(pieces, key=lambda p: p[0])
+    carries = [p[3] or (math.nan, math.nan) for p in pieces]
     return Batch(
-        host, [KEYS[k]], [None], np.zeros(n, np.int64), np.asarray(ts, float),
-        np.asarray(vals, float), np.array(ct[:1]), np.array(cv[:1]), server_carry,
+        host, [KEYS[p[0]] for p in pieces], [None] * len(pieces),
+        np.repeat(np.arange(len(pieces)), [len(p[1]) for p in pieces]),
+        np.concatenate([p[1] for p in pieces]).astype(float),
+        np.concatenate([p[2] for p in pieces]).astype(float),
+        np.array([c[0] for c in carries]), np.array([c[1] for c in carries]), server_carry,
     )  # fmt: skip
+
+
+@pytest.fixture
+def store_with_hold(storage_url: str, tmp_path):
+    """Stores on the parametrized backend, one per hold limit, closed after the test."""
+    opened: dict = {}
+
+    def get(hold: float):
+        if hold not in opened:
+            meta = str(tmp_path / f"meta-{hold}.db")
+            opened[hold] = open_store(storage_url, StoreOptions(hold=hold, metadata_path=meta))
+        return opened[hold]
+
+    yield get
+    for store in opened.values():
+        store.close()
 
 
 def stored(store, host: str) -> dict:
@@ -49,14 +69,8 @@ def assert_same(got: dict, want: dict) -> None:
             assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6), (key, got[key], fields)
 
 
-@st.composite
-def series(draw):
-    n = draw(st.integers(1, 25))
-    gaps = draw(st.lists(st.sampled_from([0.5, 1.0, 7.0, 29.0, 31.0, 61.0, 100.0]), min_size=n,
-                         max_size=n))  # fmt: skip
-    ts = (T0 + draw(st.floats(0, 59)) + np.cumsum([0.0, *gaps[1:]])).tolist()
-    vals = draw(st.lists(st.integers(-50, 50).map(float), min_size=n, max_size=n))
-    return ts, vals
+GAPS = [0.5, 1, 5, 7.5, 15, 29, 30, 31, 45, 60, 61, 90, 100, 200]
+HOLDS = [5, 7.5, 29, 30, 31, 45, 90, 100]
 
 
 @st.composite
@@ -72,21 +86,43 @@ def runs_of(draw, n: int):
     return out + [(a, b) for a, b in extra if a < b]
 
 
+@st.composite
+def scenario(draw):
+    """Up to three series (starts on and near window edges, gaps around the hold), cut into
+    overlapping runs, the runs packed into requests of at most one run per series, shuffled."""
+    hold = float(draw(st.sampled_from(HOLDS)))
+    carry = draw(st.booleans())
+    seqs = []
+    for _ in range(draw(st.integers(1, len(KEYS)))):
+        n = draw(st.integers(1, 12))
+        start = draw(st.sampled_from([0, 0.5, 15, 29.5, 30, 59]))
+        gaps = draw(st.lists(st.sampled_from(GAPS), min_size=n - 1, max_size=n - 1))
+        vals = draw(st.lists(st.integers(-9, 9).map(float), min_size=n, max_size=n))
+        seqs.append(((T0 + start + np.cumsum([0.0, *gaps])).tolist(), vals))
+    pieces = [
+        (k, ts[a:b], v[a:b], (ts[a - 1], v[a - 1]) if carry and a else None)
+        for k, (ts, v) in enumerate(seqs)
+        for a, b in draw(runs_of(len(ts)))
+    ]
+    requests: list[list] = []
+    for p in draw(st.permutations(pieces)):
+        free = [i for i, r in enumerate(requests) if all(q[0] != p[0] for q in r)]
+        j = draw(st.sampled_from([-1, *free]))
+        requests.append([p]) if j == -1 else requests[j].append(p)
+    return hold, seqs, carry, requests
+
+
 @settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(st.lists(series(), min_size=1, max_size=2), st.booleans(), st.data())
-def test_rechunked_batches_in_any_order_equal_one_batch(app, seqs, with_carry, data):
-    store = app.extensions["fleetpulse"].store
+@given(scenario())
+def test_rechunked_batches_in_any_order_equal_one_batch(store_with_hold, case):
+    hold, seqs, carry, requests = case
+    store = store_with_hold(hold)
     host, ref = f"rc-{uuid.uuid4().hex[:10]}", f"ref-{uuid.uuid4().hex[:10]}"
-    parts = []
-    for k, (ts, vals) in enumerate(seqs):
-        store.write(batch(ref, k, ts, vals, None, not with_carry))
-        for a, b in data.draw(runs_of(len(ts))):
-            carry = (ts[a - 1], vals[a - 1]) if with_carry and a else None
-            parts.append((k, ts[a:b], vals[a:b], carry))
-    for k, ts, vals, carry in data.draw(st.permutations(parts)):
-        store.write(batch(host, k, ts, vals, carry, not with_carry))
+    store.write(batch(ref, [(k, ts, v, None) for k, (ts, v) in enumerate(seqs)], not carry))
+    for pieces in requests:
+        store.write(batch(host, pieces, not carry))
     assert_same(stored(store, host), stored(store, ref))
 
 
@@ -99,7 +135,7 @@ def test_the_minimal_rechunk_case_on_every_store(app):
     for order in itertools.permutations((a, b)):
         host = f"rc-{uuid.uuid4().hex[:10]}"
         for ts, vals, carry in order:
-            store.write(batch(host, 0, ts, vals, carry, False))
+            store.write(batch(host, [(0, ts, vals, carry)], False))
         mean, vmin, _, _, covered, count = stored(store, host)[("rc.value", T0 + 30)]
         assert (count, covered, vmin) == (3, 29, 1)
         assert math.isclose(mean, 84 / 29, rel_tol=1e-12)

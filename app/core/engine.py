@@ -91,7 +91,7 @@ class Summaries:
         )
 
     def take(self, idx: np.ndarray) -> Summaries:
-        """The rows at ``idx``, in that order."""
+        """The rows a write keeps (``tails.trim``)."""
         return Summaries(**{k: v[idx] for k, v in self.__dict__.items()})
 
     @classmethod
@@ -128,7 +128,7 @@ def summarize(
     p = _Points(sid, ts, val, np.floor(ts / WINDOW).astype(np.int64), carry_ts, carry_val)
     groups = _groups(p, hold)
     gaps = _gap_sources(p, hold)
-    return groups if len(gaps) == 0 else concat_sorted(groups, gaps)
+    return groups if len(gaps) == 0 else concat_sorted(groups, gaps)[0]
 
 
 class _Points(NamedTuple):
@@ -239,12 +239,14 @@ def _empty() -> Summaries:
     return Summaries.from_rows([], [], [])
 
 
-def concat_sorted(a: Summaries, b: Summaries) -> Summaries:
+def concat_sorted(a: Summaries, b: Summaries) -> tuple[Summaries, np.ndarray]:
+    """Rows of both in the (series, label) order every consumer expects; which came from ``b``."""
     cols = {
         f: np.concatenate([getattr(a, f), getattr(b, f)]) for f in ("sid", "label", *SUMMARY_FIELDS)
     }
     order = np.lexsort((cols["label"], cols["sid"]))
-    return Summaries(**{f: c[order] for f, c in cols.items()})
+    from_b = np.concatenate([np.zeros(len(a), dtype=bool), np.ones(len(b), dtype=bool)])
+    return Summaries(**{f: c[order] for f, c in cols.items()}), from_b[order]
 
 
 def finalize(s: Summaries, hold: float = DEFAULT_HOLD) -> Windows:

@@ -37,11 +37,11 @@ class Batch:
         return len(self.ts)
 
     def first_index(self) -> np.ndarray:
-        """Index of each series' oldest point."""
+        """Index of each series' oldest point (what a carry must precede)."""
         return np.searchsorted(self.sid, np.arange(len(self.keys)), side="left")
 
     def with_carry(self, carry_ts: np.ndarray, carry_val: np.ndarray) -> Batch:
-        """The same batch with other carries."""
+        """The same batch with the store's carries (a frozen record is never changed)."""
         return dataclasses.replace(self, carry_ts=carry_ts, carry_val=carry_val)
 
     def last_index(self) -> np.ndarray:

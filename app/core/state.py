@@ -1,7 +1,7 @@
-"""A window's mergeable state and its algebra: merge is commutative, associative, idempotent.
+"""A window's stored state (a head and disjoint segments) and how a batch's samples join it.
 
-See DESIGN.md ("Aggregation semantics"): the head plus one segment per batch that touched the
-window; gaps between segments are filled only when finishing, so pieces may arrive in any order.
+See DESIGN.md ("Aggregation semantics"): gaps between segments are filled only when finishing,
+so pieces may arrive in any order, and re-cut resends are absorbed sample by sample.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from app.core.engine import DEFAULT_HOLD, WINDOW, Summaries, Summary
 
 
 class State(NamedTuple):
-    """A window's stored, mergeable state: the head and the disjoint segments, in time order.
+    """A window's stored state: the newest sample before it (the head) and disjoint segments.
 
-    Each segment is the summary of one batch's points inside the window (its ``prev_*`` zeroed).
-    Gaps between segments are filled only when finishing, so pieces may arrive in any order.
+    A segment summarises one run of a sender's samples inside the window (``prev_*`` zeroed);
+    a batch adds one segment per run not already covered by a stored segment's span.
     """
 
     prev_ts: float
@@ -27,26 +27,9 @@ class State(NamedTuple):
 
 
 def state_of(row: Summary) -> State:
-    """The state a single batch leaves in a window."""
+    """The state a single batch leaves in a window with nothing stored."""
     seg = (row._replace(prev_ts=0.0, prev_val=0.0),) if row.n > 0 else ()
     return State(row.prev_ts, row.prev_val, seg)
-
-
-def merge(a: State, b: State) -> State:
-    """Combine two states of one window: commutative, associative and idempotent."""
-    heads = [(s.prev_ts, s.prev_val) for s in (a, b) if not math.isnan(s.prev_ts)]
-    prev_ts, prev_val = max(heads) if heads else (math.nan, math.nan)
-    segs: list[Summary] = []
-    for seg in sorted(set(a.segs) | set(b.segs), key=_seg_rank, reverse=True):
-        # Overlapping spans that are not the same segment come from samples re-chunked
-        # differently; summaries cannot reconcile them, so the fuller one wins, deterministically.
-        if all(seg.last_ts < o.first_ts or o.last_ts < seg.first_ts for o in segs):
-            segs.append(seg)
-    return State(prev_ts, prev_val, tuple(sorted(segs, key=lambda s: s.first_ts)))
-
-
-def _seg_rank(s: Summary) -> tuple:
-    return (s.n, s.last_ts - s.first_ts, *s)
 
 
 def collapse(state: State, hold: float = DEFAULT_HOLD) -> Summary:
@@ -80,33 +63,30 @@ def collapse(state: State, hold: float = DEFAULT_HOLD) -> Summary:
     )
 
 
-def absorb(old: State, row: Summary, ts: np.ndarray, val: np.ndarray, hold: float) -> State:
-    """A stored state plus a batch's own samples in the window (``ts``, ``val``).
-
-    A stored segment holds every sample of its run (a sender's batch is a contiguous run of
-    its samples), so new samples inside a segment's span are already counted; the others form
-    new segments, cut wherever a stored segment lies between them. Exact for re-chunked resends
-    that overlap without being equal, in any order.
-    """
-    heads = [(s.prev_ts, s.prev_val) for s in (old, state_of(row)) if not math.isnan(s.prev_ts)]
+def absorb(
+    old: State, head: tuple[float, float], ts: np.ndarray, val: np.ndarray, hold: float
+) -> State:
+    """Exact for resends re-cut to overlap: a stored segment counts every sample in its span."""
+    # A sender's batch is a contiguous run of its samples, so new samples inside a stored
+    # segment's [first_ts, last_ts] are already counted there; the others form new segments,
+    # cut wherever a stored segment lies between them. The newer head wins.
+    heads = [h for h in ((old.prev_ts, old.prev_val), head) if not math.isnan(h[0])]
     prev_ts, prev_val = max(heads) if heads else (math.nan, math.nan)
-    firsts = np.array([s.first_ts for s in old.segs])
-    lasts = np.array([s.last_ts for s in old.segs])
-    # For each sample: the stored segments starting at or before it, and ending before it.
-    started = np.searchsorted(np.sort(firsts), ts, side="right")
-    ended = np.searchsorted(np.sort(lasts), ts, side="left")
-    fresh = started == ended  # no stored span contains the sample
+    firsts = np.sort([s.first_ts for s in old.segs])
+    lasts = np.sort([s.last_ts for s in old.segs])
+    started = np.searchsorted(firsts, ts, side="right")  # stored segments starting at or before
+    ended = np.searchsorted(lasts, ts, side="left")  # stored segments ending before
+    idx = np.flatnonzero(started == ended)  # samples no stored span contains
     segs = list(old.segs)
-    idx = np.flatnonzero(fresh)
     if len(idx):
         cut = np.flatnonzero(np.diff(started[idx]) != 0) + 1  # a stored segment in between
-        for run in np.split(idx, cut):
-            segs.append(segment(ts[run], val[run], hold))
+        segs.extend(segment(ts[run], val[run], hold) for run in np.split(idx, cut))
     return State(prev_ts, prev_val, tuple(sorted(segs, key=lambda s: s.first_ts)))
 
 
 def segment(ts: np.ndarray, val: np.ndarray, hold: float) -> Summary:
-    """The segment of one run of samples (strictly increasing ``ts``) inside one window."""
+    """A run's summary from its samples (strictly increasing ``ts``, one window), as
+    ``engine.summarize`` makes it, for the rare window that absorbs a re-cut resend."""
     dt = np.minimum(np.diff(ts), hold)
     return Summary(
         len(ts),
@@ -124,7 +104,7 @@ def segment(ts: np.ndarray, val: np.ndarray, hold: float) -> Summary:
 
 
 class Points(NamedTuple):
-    """A batch's samples, sorted by series then time, with their window index."""
+    """A batch's samples (sorted by series, then time), for the windows that absorb them."""
 
     sid: np.ndarray
     ts: np.ndarray
@@ -154,12 +134,13 @@ def merge_into(
     rows = []
     for i in range(len(new)):
         row = new.row(i)
-        st = state_of(row)
         key = (int(new.sid[i]), int(new.label[i]))
         old = stored.get(key)
-        if old is not None:
+        if old is None:
+            st = state_of(row)
+        else:
             w = points.window(*key)
-            st = absorb(old, row, points.ts[w], points.val[w], hold)
+            st = absorb(old, (row.prev_ts, row.prev_val), points.ts[w], points.val[w], hold)
             row = collapse(st, hold)
         states.append(st)
         rows.append(row)

@@ -111,14 +111,13 @@ class Store(abc.ABC):
         s: engine.Summaries,
         latest: dict[int, tuple[float, float]],
     ) -> tuple[engine.Summaries, Stored]:
-        """The batch's rows, plus the windows after it that an out-of-order batch's last
-        samples hold into (``core.tails``), with the stored states of all of them."""
+        """The rows to merge, with what is stored: out-of-order batches hold on (``tails``)."""
         last = batch.last_index()
         latest_ts = np.array([latest.get(i, (math.nan,))[0] for i in ids], dtype=np.float64)
         t = tails.tails(batch.ts[last], batch.val[last], latest_ts, self.hold)
         if len(t) == 0:
             return s, self.read_states(tx, batch, ids, s)
-        both, is_tail = tails.with_tails(s, t)
+        both, is_tail = engine.concat_sorted(s, t)
         stored = self.read_states(tx, batch, ids, both)
         return both.take(tails.trim(both, is_tail, batch.ts[last], stored)), stored
 
@@ -281,8 +280,7 @@ class Store(abc.ABC):
 def with_server_carry(
     batch: Batch, ids: list[int], latest: dict[int, tuple[float, float]]
 ) -> Batch:
-    """Fill each missing carry with the series' newest stored sample when it is older than the
-    series' first point (contract section 8: senders that send no carry)."""
+    """Senders without carries (section 8): the newest stored sample, when older, is the carry."""
     carry_ts, carry_val = batch.carry_ts.copy(), batch.carry_val.copy()
     first = batch.ts[batch.first_index()]
     for k, sid in enumerate(ids):

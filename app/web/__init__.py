@@ -12,6 +12,7 @@ from flask import Flask, Response, g, request
 from flask.json.provider import JSONProvider
 
 from app.ingest.json_samples import JsonSamples
+from app.ingest.line_protocol import LineProtocol
 from app.ingest.prom_remote import PromRemote
 from app.storage import Store, open_store
 from app.storage.meta import MetaStore
@@ -48,6 +49,7 @@ class OrjsonProvider(JSONProvider):
 def create_app(config: Settings | dict | None = None) -> Flask:
     """Build the app from FLEETPULSE_* settings, or from ``config`` (Settings or overrides)."""
     from app.web import errors, jobs, views
+    from app.web.views import page
 
     if isinstance(config, Settings):
         settings = config.resolved()
@@ -66,10 +68,12 @@ def create_app(config: Settings | dict | None = None) -> Flask:
             "json": JsonSamples(settings.limits()),
             "prom": PromRemote(settings.limits()),
             "otlp": settings.limits(),
+            "line": LineProtocol(settings.limits()),
         },
     )
     errors.init_app(app)
     views.init_app(app)
+    page.init_app(app)
     jobs.init_app(app)
     _init_request_log(app)
     return app

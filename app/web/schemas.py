@@ -32,6 +32,17 @@ class ErrorOut(Schema):
     details = fields.Dict(required=True, metadata={"description": "field path -> list of reasons"})
 
 
+class InfluxErrorOut(ErrorOut):
+    """The error of the line protocol endpoints: ours plus what InfluxDB clients read."""
+
+    code = fields.String(required=True, metadata={"description": "InfluxDB 2.x's error code"})
+    message = fields.String(required=True, metadata={"description": "the same as error"})
+
+
+class QueryOut(Schema):
+    results = fields.List(fields.Dict(), required=True)
+
+
 class StatusOut(Schema):
     status = fields.String(required=True)
 

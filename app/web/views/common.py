@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from flask import current_app, g, request
+from flask import current_app, request
 from flask_smorest import Blueprint
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser, is_json_request
@@ -54,13 +54,14 @@ def blueprint(name: str, import_name: str, **kw: Any) -> Blueprint:
     return bp
 
 
-def fails(bp: Blueprint, *codes: int, **descriptions: str) -> Callable:
-    """Document the error answers a view can give, all in the one ``ErrorOut`` shape."""
+def fails(bp: Blueprint, *codes: int, schema: Any = ErrorOut, **descriptions: str) -> Callable:
+    """Document the error answers a view can give, all in the one ``ErrorOut`` shape (or a
+    superset of it: ``schema``)."""
 
     def deco(view: Callable) -> Callable:
         for code in reversed(codes):
             text = descriptions.get(f"e{code}", ERRORS[code])
-            view = bp.alt_response(code, schema=ErrorOut, description=text)(view)
+            view = bp.alt_response(code, schema=schema, description=text)(view)
         return view
 
     return deco
@@ -76,34 +77,49 @@ def endpoint(
     status: int = 200,
     errors: tuple[int, ...] = (),
     doc: dict | None = None,
+    auth: Callable | None = None,
+    error_schema: Any = ErrorOut,
     **descriptions: str,
 ) -> Callable:
     """A view's whole contract in one place: ``route`` ("GET /path"), rate limit and role (when
-    ``role``), arguments, the answer's schema (views answer through it) and documented errors."""
+    ``role``), arguments, the answer's schema (views answer through it) and documented errors.
+    ``role`` may name several ("agent reader"); ``auth`` replaces the bearer header as where
+    the caller's token comes from."""
     method, rule = route.split(" ", 1)
 
     def deco(view: Callable) -> Callable:
-        view = fails(bp, *errors, **descriptions)(view)
+        view = fails(bp, *errors, schema=error_schema, **descriptions)(view)
         view = bp.response(status, out)(view)
         if args is not None:
             location = "query" if method == "GET" else "json"
             view = bp.arguments(args, location=location, as_kwargs=False)(view)
         if role is not None:
             view = bp.doc(security=BEARER, **(doc or {}))(view)
-            view = rate_limited(require(role)(view))
+            view = rate_limited(require(*role.split())(view))
+        if auth is not None:
+            view = auth(view)
         return bp.route(rule, methods=[method])(view)
 
     return deco
 
 
+def request_body(limit: int) -> bytes:
+    """The raw body; 413 when longer than ``limit``, chunked bodies included."""
+    body = request.get_data(cache=False)
+    # A chunked body is cut at MAX_CONTENT_LENGTH by werkzeug, not refused: anything left in
+    # the server's stream means it was longer (it was a confusing "not valid JSON" 400).
+    if (
+        request.content_length is None
+        and len(body) >= limit
+        and request.environ["wsgi.input"].read(1)
+    ):
+        raise TooLarge(f"body is larger than {limit} bytes")
+    return body
+
+
 def ext() -> Any:
     """The app's shared parts (store, metadata, settings)."""
     return current_app.extensions["fleetpulse"]
-
-
-def any_token_scheme() -> None:
-    """A blueprint's ``before_request`` for section 8 senders: ``Token T`` and HTTP Basic too."""
-    g.any_token_scheme = True
 
 
 def store_parts(sink: Sink) -> int:
@@ -115,15 +131,6 @@ def store_parts(sink: Sink) -> int:
             check_host(principal, host)
     store = ext().store
     return sum(store.write(p.batch, p.counters) for p in sink.parts())
-
-
-def whole_body(limit: int) -> bytes:
-    """The request body; a chunked one longer than ``limit`` is refused (werkzeug cuts it)."""
-    body = request.get_data(cache=False)
-    cut = request.content_length is None and len(body) >= limit
-    if cut and request.environ["wsgi.input"].read(1):
-        raise TooLarge(f"body is larger than {limit} bytes")
-    return body
 
 
 def default_host() -> str | None:

@@ -7,11 +7,11 @@ import time
 from flask import Response, request
 
 from app.ingest import otlp
+from app.web.auth import sender_auth
 from app.web.errors import ApiError
 from app.web.views import common
 
 bp = common.blueprint("otlp", __name__, url_prefix="/otlp", description="OpenTelemetry metrics")
-bp.before_request(common.any_token_scheme)
 DOC = {
     "requestBody": {
         "required": True,
@@ -24,7 +24,9 @@ DOC = {
 }
 
 
-@common.endpoint(bp, "POST /v1/metrics", "agent", None, errors=common.SENDER_ERRORS, doc=DOC)
+@common.endpoint(
+    bp, "POST /v1/metrics", "agent", None, errors=common.SENDER_ERRORS, doc=DOC, auth=sender_auth()
+)
 def otlp_metrics() -> Response:
     """Store gauges, sums and counters' rates; answer how many points were refused and why."""
     ctype = (request.mimetype or "").lower()
@@ -35,7 +37,7 @@ def otlp_metrics() -> Response:
             {"Content-Type": [ctype or "missing"]},
         )
     limits = common.ext().decoders["otlp"]
-    body = common.whole_body(limits.max_body_bytes)
+    body = common.request_body(limits.max_body_bytes)
     req = otlp.load(body, request.headers.get("Content-Encoding"), ctype, limits)
     sink = otlp.to_sink(req, limits, time.time(), common.default_host())
     common.store_parts(sink)

@@ -6,20 +6,19 @@ import time
 
 from flask import Response, request
 
+from app.web.auth import sender_auth
 from app.web.errors import ApiError
 from app.web.views.common import (
     SENDER_ERRORS,
-    any_token_scheme,
     blueprint,
     default_host,
     endpoint,
     ext,
+    request_body,
     store_parts,
-    whole_body,
 )
 
 bp = blueprint("prom", __name__, url_prefix="/api/v1", description="Prometheus remote write")
-bp.before_request(any_token_scheme)
 PROTOBUF = "application/x-protobuf"
 DOC = {
     "requestBody": {
@@ -39,6 +38,7 @@ DOC = {
     status=204,
     errors=SENDER_ERRORS,
     doc=DOC,
+    auth=sender_auth(),
     e400="refused series, each named with its reason; the rest was stored",
 )
 def prom_write() -> Response:
@@ -54,7 +54,7 @@ def prom_write() -> Response:
     if encoding != "snappy":
         raise ApiError(415, "Content-Encoding must be snappy", {"Content-Encoding": [encoding]})
     decoder = ext().decoders["prom"]
-    req = decoder.load(whole_body(decoder.limits.max_body_bytes))
+    req = decoder.load(request_body(decoder.limits.max_body_bytes))
     sink = decoder.to_sink(req, time.time(), default_host())
     store_parts(sink)
     if not sink.refused:

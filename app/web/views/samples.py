@@ -6,12 +6,11 @@ import time
 
 from flask import request
 
-from app.core.errors import TooLarge
 from app.ingest.schema import SamplesIn
 from app.web.auth import check_host, current_principal
 from app.web.errors import ApiError
 from app.web.schemas import SamplesOut
-from app.web.views.common import blueprint, endpoint, ext
+from app.web.views.common import blueprint, endpoint, ext, request_body
 
 bp = blueprint("samples", __name__, url_prefix="/api/v1", description="Writing samples")
 ERRORS = (400, 401, 403, 413, 415, 429, 503, 507)
@@ -35,16 +34,7 @@ def post_samples() -> dict:
             415, "Content-Type must be application/json", {"Content-Type": [ctype or "missing"]}
         )
     decoder = ext().decoders["json"]
-    limit = decoder.limits.max_body_bytes
-    body = request.get_data(cache=False)
-    # A chunked body is cut at MAX_CONTENT_LENGTH by werkzeug, not refused: anything left in
-    # the server's stream means it was longer (it was a confusing "not valid JSON" 400).
-    if (
-        request.content_length is None
-        and len(body) >= limit
-        and request.environ["wsgi.input"].read(1)
-    ):
-        raise TooLarge(f"body is larger than {limit} bytes")
+    body = request_body(decoder.limits.max_body_bytes)
     data = decoder.load(body, request.headers.get("Content-Encoding"))
     if isinstance(data, dict) and isinstance(data.get("host"), str):
         check_host(principal, data["host"])  # before validation: a 403 is no 400
