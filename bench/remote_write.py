@@ -79,19 +79,23 @@ def prom_body(host: str, series: list, times: list[float]) -> bytes:
 
 
 def otlp_body(host: str, series: list, times: list[float]) -> bytes:
+    """One OTLP export: one metric per name, a data point per attribute set and time (as the
+    SDKs and the Collector group them)."""
     req = ExportMetricsServiceRequest()
     rm = req.resource_metrics.add()
     rm.resource.attributes.add(key="host.name").value.string_value = host
     metrics = rm.scope_metrics.add().metrics
+    by_name: dict[str, object] = {}
     for i, (name, labels, counter) in enumerate(series):
-        m = metrics.add(name=name)
+        m = by_name.get(name)
+        if m is None:
+            m = by_name[name] = metrics.add(name=name)
+            if counter:
+                m.sum.is_monotonic, m.sum.aggregation_temporality = True, 2
         data = m.sum if counter else m.gauge
-        if counter:
-            m.sum.is_monotonic, m.sum.aggregation_temporality = True, 2
         for k, t in enumerate(times):
-            p = data.data_points.add(
-                time_unix_nano=int(t * 1e9), as_double=samples_of(i, k, t, counter)
-            )
+            value = samples_of(i, k, t, counter)
+            p = data.data_points.add(time_unix_nano=int(t * 1e9), as_double=value)
             p.start_time_unix_nano = 1
             for key, v in labels.items():
                 p.attributes.add(key=key).value.string_value = v

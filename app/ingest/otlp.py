@@ -36,7 +36,7 @@ PROTOBUF, JSON = "application/x-protobuf", "application/json"
 def attr_text(v: AnyValue) -> str:
     """An attribute's value as tag text."""
     kind = v.WhichOneof("value")
-    if kind == "string_value":
+    if kind == "string_value":  # nearly always
         return v.string_value
     if kind == "bool_value":
         return "true" if v.bool_value else "false"
@@ -117,8 +117,8 @@ def _metric(sink: Sink, host: str | None, metric: object) -> None:
     for p in points:
         if p.flags & NO_RECORDED_VALUE:
             continue
-        attrs = tuple((kv.key, attr_text(kv.value)) for kv in p.attributes)
-        v = p.as_double if p.WhichOneof("value") == "as_double" else float(p.as_int)
+        attrs = tuple([(kv.key, attr_text(kv.value)) for kv in p.attributes])
+        v = p.as_double if p.WhichOneof("value") != "as_int" else float(p.as_int)
         groups[attrs].append((p.time_unix_nano / 1e9, v, p.start_time_unix_nano / 1e9 or np.nan))
     unit = metric.unit[:32] or None
     for attrs, pts in groups.items():
