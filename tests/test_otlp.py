@@ -4,6 +4,7 @@ OpenTelemetry SDK exporting to a real gunicorn."""
 from __future__ import annotations
 
 import gzip
+import json
 import time
 
 import pytest
@@ -184,3 +185,46 @@ def test_the_opentelemetry_sdk_exports_a_gauge_and_a_counter(live_api, monkeypat
     (s,) = r.json()["series"]
     assert s["unit"] == "{job}/s"
     assert sum(p["mean"] * p["covered"] for p in s["points"]) == pytest.approx(7.0)
+
+
+def test_json_with_hex_exemplar_ids_and_snake_case(client) -> None:
+    """OTLP/JSON as the spec writes it: camelCase, int64 as strings, exemplars with hex ids."""
+    host, t0 = unique_host(), now30()
+    doc = {
+        "resourceMetrics": [
+            {
+                "resource": {"attributes": [{"key": "host.name", "value": {"stringValue": host}}]},
+                "scopeMetrics": [
+                    {
+                        "metrics": [
+                            {
+                                "name": "temp",
+                                "unit": "Cel",
+                                "gauge": {
+                                    "dataPoints": [
+                                        {
+                                            "timeUnixNano": str(t0 * NS),
+                                            "asDouble": 21.5,
+                                            "exemplars": [
+                                                {
+                                                    "traceId": "5b8efff798038103d269b633813fc60c",
+                                                    "spanId": "eee19b7ec3c1b174",
+                                                    "asDouble": 1.0,
+                                                }
+                                            ],
+                                        }
+                                    ]
+                                },
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN}"}
+    r = client.c.post("/otlp/v1/metrics", data=json.dumps(doc), headers=headers)
+    assert r.status_code == 200, r.data
+    assert one(client, host, "temp", t0 - 30, t0 + 30)["unit"] == "Cel"
+    for bad in (b'"AAA"', b"[1]", b"{"):
+        assert client.c.post("/otlp/v1/metrics", data=bad, headers=headers).status_code == 400
