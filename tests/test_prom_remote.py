@@ -80,6 +80,17 @@ def test_typed_counter_metadata_and_stale_markers(client) -> None:
     assert s["points"][0]["count"] == 1  # the stale marker is no sample
 
 
+def test_metadata_types_a_series_seen_before_as_a_gauge(client) -> None:
+    """The decoder remembers label sets, but never past what a request's metadata says."""
+    host, t0 = unique_host(), now30()
+    c = {"__name__": "hits", "host": host}
+    assert post(client, write_request([(c, [(t0, 5.0)])])).status_code == 204
+    body = write_request([(c, [(t0 + 10, 0.0), (t0 + 20, 30.0)])], counters=["hits"])
+    assert post(client, body).status_code == 204
+    (s,) = points(client, host, "hits.rate", t0, t0 + 30)
+    assert s["points"][0]["max"] == pytest.approx(3.0)
+
+
 def test_refused_series_are_named_and_the_rest_stored(client) -> None:
     host, t0 = unique_host(), now30()
     many = {"__name__": "wide", "host": host, **{f"l{i}": "x" for i in range(9)}}

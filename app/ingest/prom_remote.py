@@ -97,13 +97,15 @@ class PromRemote:
         }
         units = {m.metric_family_name: m.unit for m in req.metadata if m.unit}
         sink = Sink(self.limits, now)
+        # What a series is may depend on this request's metadata: only plain ones are cached.
+        cache: dict[tuple, tuple] = {} if counters or units else self._names
         for series in req.timeseries:
             labels = tuple((lab.name, lab.value) for lab in series.labels)
-            info = self._names.get(labels)
+            info = cache.get(labels)
             if info is None:
                 info = self._describe(labels, counters, units)
-                if len(self._names) < CACHE_LIMIT:
-                    self._names[labels] = info
+                if len(cache) < CACHE_LIMIT:
+                    cache[labels] = info
             name, host, key, unit, kind, err = info
             host = host or default_host
             samples = series.samples
