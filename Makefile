@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PORT    ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-fast lint fmt bench-ingest bench-ingest-influx bench-engine bench-lp bench-rechunk bench-agent bench-load bench-faults bench-page fuzz diagram compose-check vendor screenshots clean
+.PHONY: help venv run test test-fast lint fmt bench-ingest bench-ingest-influx bench-engine bench-lp bench-rechunk bench-remote protos bench-agent bench-load bench-faults bench-page fuzz diagram compose-check vendor screenshots clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  %-22s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,6 +55,12 @@ bench-lp: $(STAMP) ## line protocol (Telegraf-shaped, gzip) vs the JSON path thr
 
 bench-rechunk: $(STAMP) ## write cost: steady state vs store's carry vs re-chunked resends (SQLite, in process)
 	$(BIN)/python bench/rechunk.py
+
+bench-remote: $(STAMP) ## remote write and OTLP ingest through gunicorn on SQLite, against the JSON path
+	$(BIN)/python bench/remote_write.py
+
+protos: $(STAMP) ## regenerate app/ingest/prompb/*_pb2.py from the .proto files (grpcio-tools' protoc)
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. app/ingest/prompb/types.proto app/ingest/prompb/remote.proto
 
 bench-agent: $(STAMP) ## agent RSS, CPU and collection latency
 	$(BIN)/python bench/agent.py

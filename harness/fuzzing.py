@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import schemathesis
 from hypothesis import strategies as st
 from schemathesis import checks as st_checks
 
@@ -101,3 +102,11 @@ def times_in_query(context: Any, query: Any) -> st.SearchStrategy:
         NEAR_PAIR, st.tuples(TIME_TEXT, TIME_TEXT), st.just((query["start"], query["end"]))
     )
     return pairs.map(lambda p: {**query, "start": p[0], "end": p[1]})
+
+
+@schemathesis.serializer("application/x-protobuf")
+def protobuf_bytes(ctx: Any, value: Any) -> bytes:
+    """Remote write and OTLP bodies are binary (``format: binary``): sent as they come."""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()

@@ -57,8 +57,10 @@ def test_long_functions_say_why() -> None:
 @pytest.mark.skipif(shutil.which("duplicates") is None, reason="the duplicates tool is not here")
 @pytest.mark.parametrize("package", PACKAGES)
 def test_no_code_written_twice(package: str) -> None:
-    """The `duplicates` tool finds no pair of places sharing six or more lines of one shape."""
+    """The `duplicates` tool finds no pair of places sharing six or more lines of one shape
+    (protoc's generated ``*_pb2.py`` modules are alike by construction: not counted)."""
     out = subprocess.run(
         ["duplicates", "--repo", package], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
-    assert out.startswith("no duplicates"), out
+    rows = [r for r in out.splitlines()[1:] if r.startswith("D") and r.count("_pb2.py:") < 2]
+    assert out.startswith("no duplicates") or not rows, out

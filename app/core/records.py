@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -47,6 +47,24 @@ class Batch:
     def last_index(self) -> np.ndarray:
         """Index of each series' newest point (every series has at least one)."""
         return np.searchsorted(self.sid, np.arange(len(self.keys)), side="right") - 1
+
+
+# A counter's newest raw sample as the server keeps it: (time, value, start time or NaN).
+CounterLast = tuple[float, float, float]
+
+
+class RateFeed(Protocol):
+    """Raw counter samples of one host whose rates need each counter's previous raw sample:
+    the store calls ``apply`` under the host's write section with what it kept (contract
+    section 8: counters are stored as exact per-second rates)."""
+
+    keys: list[SeriesKey]  # the counters' identities (their rate series' metric and tags)
+
+    def apply(
+        self, batch: Batch, last: list[CounterLast | None]
+    ) -> tuple[Batch, list[CounterLast | None]]:
+        """``batch`` with the rate samples added, and each counter's newest raw sample."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 
 from app.core import codec, engine, resolution, state, tails
-from app.core.records import Batch, HostSummary, Query, SeriesPoints, SeriesState, Windows
+from app.core.records import (
+    Batch,
+    HostSummary,
+    Query,
+    RateFeed,
+    SeriesPoints,
+    SeriesState,
+    Windows,
+)
 from app.storage import refresh, rollup
 from app.storage.late import LATE_AFTER, late_labels, spans
 from app.storage.registry import Found, Fresh, Registry
@@ -46,33 +54,49 @@ class Store(abc.ABC):
     retention: dict[str, float]
     late_after: float = LATE_AFTER
 
-    def write(self, batch: Batch) -> int:
-        """Merge the batch's windows with stored state, atomically per host; windows written."""
-        summaries = None if batch.server_carry else self._summarize(batch)
-        fresh: Fresh = {}
+    def write(self, batch: Batch, counters: RateFeed | None = None) -> int:
+        """Merge the batch's windows with stored state, atomically per host; windows written.
+
+        ``counters``: raw counter samples whose rates join the batch, computed under the host's
+        write section from each counter's kept previous raw sample (contract section 8)."""
+        summaries = None if batch.server_carry or counters else self._summarize(batch)
+        written, fresh = 0, {}
         with self.write_section(batch.host) as tx:
-            with self.registry_tx(tx) as con:  # newest stored samples, under the host's lock
-                ids, fresh = self.registry.ids(con, batch.host, batch.keys, batch.units)
-                latest = self.registry.latest(con, ids)
-            if summaries is None:
-                batch = with_server_carry(batch, ids, latest)
-                summaries = self._summarize(batch)
-            summaries, stored = self._with_stored(tx, batch, ids, summaries, latest)
-            rows = self._merge(summaries, stored, batch)
-            self.write_windows(tx, batch, ids, rows)
-            if self.keep_raw:
-                self.write_raw(tx, batch, ids)
-            last = batch.last_index()
-            written = rows.merged.sid[rows.keep], rows.windows.time[rows.keep]
-            late = late_labels(ids, *written, time.time(), self.late_after)
-            with self.registry_tx(tx) as con:
-                self.registry.update_latest(
-                    con, ids, batch.ts[last].tolist(), batch.val[last].tolist()
-                )
-                if late:
-                    self.registry.late.mark(con, late)
+            if counters is not None:
+                with self.registry_tx(tx) as con:
+                    last = self.registry.counters(con, batch.host, counters.keys)
+                batch, last = counters.apply(batch, last)
+            if batch.samples:
+                written, fresh = self._write_in(tx, batch, summaries)
+            if counters is not None:
+                with self.registry_tx(tx) as con:  # after the windows: a failed write keeps none
+                    self.registry.keep_counters(con, batch.host, counters.keys, last)
         self.registry.keep(fresh)  # only ids whose transaction committed
-        return len(rows.keep)
+        return written
+
+    def _write_in(
+        self, tx: Any, batch: Batch, summaries: engine.Summaries | None
+    ) -> tuple[int, Fresh]:
+        """The write inside the host's write section; the ids to cache once it commits."""
+        with self.registry_tx(tx) as con:  # newest stored samples, under the host's lock
+            ids, fresh = self.registry.ids(con, batch.host, batch.keys, batch.units)
+            latest = self.registry.latest(con, ids)
+        if summaries is None:
+            batch = with_server_carry(batch, ids, latest)
+            summaries = self._summarize(batch)
+        summaries, stored = self._with_stored(tx, batch, ids, summaries, latest)
+        rows = self._merge(summaries, stored, batch)
+        self.write_windows(tx, batch, ids, rows)
+        if self.keep_raw:
+            self.write_raw(tx, batch, ids)
+        last = batch.last_index()
+        written = rows.merged.sid[rows.keep], rows.windows.time[rows.keep]
+        late = late_labels(ids, *written, time.time(), self.late_after)
+        with self.registry_tx(tx) as con:
+            self.registry.update_latest(con, ids, batch.ts[last].tolist(), batch.val[last].tolist())
+            if late:
+                self.registry.late.mark(con, late)
+        return len(rows.keep), fresh
 
     def _summarize(self, batch: Batch) -> engine.Summaries:
         return engine.summarize(
@@ -99,13 +123,40 @@ class Store(abc.ABC):
 
     def _merge(self, s: engine.Summaries, stored: Stored, batch: Batch) -> Rows:
         if stored:
-            points = state.Points(batch.sid, batch.ts, batch.val)
-            merged, states = state.merge_into(s, stored, points, self.hold)
-            encoded = codec.encode_states(states)
+            merged, encoded = self._merge_stored(s, stored, batch)
         else:  # nothing stored (the usual case): each row's state is its own summary
             merged, encoded = s, codec.encode_fresh(s)
         w = engine.finalize(merged, self.hold)
         return Rows(merged, w, encoded, np.flatnonzero(w.covered > 0))
+
+    def _merge_stored(
+        self, s: engine.Summaries, stored: Stored, batch: Batch
+    ) -> tuple[engine.Summaries, codec.EncodedStates]:
+        """Only the rows with a stored state go through the (per-row) merge; the others are
+        their own state, as ``merge_into`` would leave them, encoded vectorised."""
+        points = state.Points(batch.sid, batch.ts, batch.val)
+        keys = zip(s.sid.tolist(), s.label.tolist(), strict=True)
+        has = np.fromiter((k in stored for k in keys), dtype=bool, count=len(s.sid))
+        if has.all():
+            merged, states = state.merge_into(s, stored, points, self.hold)
+            return merged, codec.encode_states(states)
+        old, new = np.flatnonzero(has), np.flatnonzero(~has)
+        part, states = state.merge_into(s.take(old), stored, points, self.hold)
+        enc = codec.encode_states(states)
+        fresh = codec.encode_fresh(s.take(new))
+        back = np.argsort(np.concatenate([old, new]), kind="stable").tolist()
+        cols = {k: np.concatenate([getattr(part, k), v[new]])[back] for k, v in s.__dict__.items()}
+
+        def pick(a: list, b: list) -> list:
+            both = a + b
+            return [both[i] for i in back]
+
+        encoded = codec.EncodedStates(
+            pick(enc.prev_ts, fresh.prev_ts),
+            pick(enc.prev_val, fresh.prev_val),
+            pick(enc.segs, fresh.segs),
+        )
+        return engine.Summaries(**cols), encoded
 
     # ---- primitives ------------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ metadata file beside InfluxDB), so the host reads are the same, indexed and fast
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 
-from app.core.records import SeriesKey
+from app.core.records import CounterLast, SeriesKey
 from app.storage.late import LATE_SCHEMA, LateMarks
 from app.storage.sqldb import SqliteDB, rows_in
 
@@ -31,6 +32,17 @@ CREATE TABLE IF NOT EXISTS series (
 );
 """
     + LATE_SCHEMA
+    + """
+CREATE TABLE IF NOT EXISTS counters (
+    host TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    t REAL NOT NULL,
+    v REAL NOT NULL,
+    start REAL,
+    PRIMARY KEY (host, metric, tags)
+) WITHOUT ROWID;
+"""
 )
 
 
@@ -106,6 +118,36 @@ class Registry:
         rows = rows_in(lambda q, a: con.execute(q, a).fetchall(), sql, ids)
         return {i: (t, v) for i, t, v in rows}
 
+    def counters(
+        self, con: sqlite3.Connection, host: str, keys: list[SeriesKey]
+    ) -> list[CounterLast | None]:
+        """Each counter's newest raw sample kept (contract section 8: rates need the previous
+        raw sample); read inside the host's write section."""
+        rows = con.execute(
+            "SELECT metric, tags, t, v, start FROM counters WHERE host=?", (host,)
+        ).fetchall()
+        kept = {(m, tj): (t, v, _nan(st)) for m, tj, t, v, st in rows}
+        return [kept.get((metric, tags_json(tags))) for metric, tags in keys]
+
+    def keep_counters(
+        self,
+        con: sqlite3.Connection,
+        host: str,
+        keys: list[SeriesKey],
+        last: list[CounterLast | None],
+    ) -> None:
+        """Store each counter's newest raw sample, in the write's transaction."""
+        con.executemany(
+            "INSERT INTO counters (host, metric, tags, t, v, start) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (host, metric, tags) DO UPDATE SET t=excluded.t, v=excluded.v, "
+            "start=excluded.start",
+            [
+                (host, m, tags_json(tags), x[0], x[1], None if math.isnan(x[2]) else x[2])
+                for (m, tags), x in zip(keys, last, strict=True)
+                if x is not None
+            ],
+        )
+
     def find(
         self, host: str, metric: str | None, tags: dict[str, str], unit: str | None
     ) -> list[Found]:
@@ -148,3 +190,7 @@ class Registry:
 
     def all_ids(self) -> list[int]:
         return [r[0] for r in self.db.read("SELECT id FROM series")]
+
+
+def _nan(x: float | None) -> float:
+    return math.nan if x is None else x

@@ -13,6 +13,7 @@ from flask.json.provider import JSONProvider
 
 from app.ingest.json_samples import JsonSamples
 from app.ingest.line_protocol import LineProtocol
+from app.ingest.prom_remote import PromRemote
 from app.storage import Store, open_store
 from app.storage.meta import MetaStore
 from app.web.ratelimit import RateLimiter
@@ -65,6 +66,8 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         limiter=RateLimiter(settings.rate_limit, settings.rate_burst),
         decoders={
             "json": JsonSamples(settings.limits()),
+            "prom": PromRemote(settings.limits()),
+            "otlp": settings.limits(),
             "line": LineProtocol(settings.limits()),
         },
     )

@@ -11,7 +11,7 @@ import hmac
 from collections.abc import Callable
 from typing import Any
 
-from flask import current_app, g, request
+from flask import Request, current_app, g, request
 
 from app.storage.meta import ENV_ADMIN_ID, MetaStore, Principal
 from app.web.errors import ApiError
@@ -55,10 +55,11 @@ def principal_for(token: str) -> Principal:
     return found
 
 
-def sender_token(query_param: str | None = None) -> str | None:
+def sender_token(query_param: str | None = None, req: Request | None = None) -> str | None:
     """The token as other senders pass it (CONTRACT.md section 8): ``Bearer T``, ``Token T``,
     HTTP Basic with T as the password, or (where allowed) a query parameter such as ``?p=T``."""
-    scheme, _, rest = request.headers.get("Authorization", "").partition(" ")
+    req = request if req is None else req
+    scheme, _, rest = req.headers.get("Authorization", "").partition(" ")
     scheme, rest = scheme.lower(), rest.strip()
     if scheme in ("bearer", "token") and rest:
         return rest
@@ -70,8 +71,13 @@ def sender_token(query_param: str | None = None) -> str | None:
         if password:
             return password
     if query_param is not None:
-        return request.args.get(query_param) or None
+        return req.args.get(query_param) or None
     return None
+
+
+def token_from_request(req: Request, allow_query_p: bool = False) -> str | None:
+    """``sender_token`` of ``req`` by the name the remote write/OTLP branch was asked to use."""
+    return sender_token("p" if allow_query_p else None, req)
 
 
 def sender_auth(query_param: str | None = None) -> Callable:

@@ -7,7 +7,7 @@ from flask_smorest import Api
 
 from app.web.errors import handle
 from app.web.schemas import ErrorOut, Time
-from app.web.views import health, influx, reads, samples, tokens
+from app.web.views import health, influx, otlp, prom, reads, samples, tokens
 
 
 class _Api(Api):
@@ -35,6 +35,6 @@ def init_app(app: Flask) -> Api:
         },
     )
     api.register_field(Time, "string", "date-time")
-    for module in (samples, reads, tokens, health, influx):
+    for module in (samples, prom, otlp, reads, tokens, health, influx):
         api.register_blueprint(module.bp)
     return api

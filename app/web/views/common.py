@@ -12,7 +12,8 @@ from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from app.core.errors import TooLarge
-from app.web.auth import require
+from app.ingest.senders import Sink
+from app.web.auth import check_host, current_principal, require
 from app.web.limits import rate_limited
 from app.web.schemas import ErrorOut
 
@@ -29,6 +30,8 @@ ERRORS = {
     503: "storage unreachable; see Retry-After",
     507: "the store's disk is full; nothing was stored",
 }
+
+SENDER_ERRORS = (400, 401, 403, 413, 415, 429, 503, 507)  # other senders' protocols (section 8)
 
 
 class _Parser(FlaskParser):
@@ -117,3 +120,20 @@ def request_body(limit: int) -> bytes:
 def ext() -> Any:
     """The app's shared parts (store, metadata, settings)."""
     return current_app.extensions["fleetpulse"]
+
+
+def store_parts(sink: Sink) -> int:
+    """Write each host's share of a section 8 request; an agent token writes only its own host
+    (403 before anything is stored). Returns the windows written."""
+    principal = current_principal()
+    if principal.role == "agent":
+        for host in sorted(sink.hosts()):
+            check_host(principal, host)
+    store = ext().store
+    return sum(store.write(p.batch, p.counters) for p in sink.parts())
+
+
+def default_host() -> str | None:
+    """The host of a sample that names none: an agent token's own."""
+    p = current_principal()
+    return p.host if p.role == "agent" else None
