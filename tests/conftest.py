@@ -173,6 +173,20 @@ def live_api(tmp_path: Path) -> Iterator[LiveApi]:
         stop_gunicorn(api.proc)
 
 
+@pytest.fixture(params=STORES)
+def live_api_any(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveApi]:
+    """A real gunicorn on each store: SQLite, then a real influxd."""
+    url = None
+    if request.param == "influxdb":
+        url = request.getfixturevalue("influxd").new_db_url()
+    (tmp_path / "api").mkdir()
+    api = start_gunicorn(tmp_path / "api", storage_url=url)
+    try:
+        yield api
+    finally:
+        stop_gunicorn(api.proc)
+
+
 def unique_host() -> str:
     return "h-" + uuid.uuid4().hex[:10]
 

@@ -152,7 +152,8 @@ def test_bad_bodies(client) -> None:
 
 
 @pytest.mark.e2e
-def test_the_opentelemetry_sdk_exports_a_gauge_and_a_counter(live_api, monkeypatch) -> None:
+def test_the_opentelemetry_sdk_exports_a_gauge_and_a_counter(live_api_any, monkeypatch) -> None:
+    live_api = live_api_any
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.metrics import Observation
     from opentelemetry.sdk.metrics import MeterProvider

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.prometheus import PromPair
+from harness.server import LiveApi
 from tests.conftest import unique_host
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +34,16 @@ def _cpu_sums(state: list[dict]) -> dict[tuple[str, float], tuple[int, float]]:
     return out
 
 
-def test_prometheus_remote_write_of_node_exporter(live_api, tmp_path: Path) -> None:
+def _windows(api: LiveApi, host: str, metric: str) -> list[dict]:
+    now = time.time()
+    params = {"host": host, "metric": metric, "start": now - 600, "end": now + 60}
+    r = api.request("GET", "/api/v1/series", api.admin_token, params=params)
+    assert r.status_code == 200, r.text
+    return [p for s in r.json()["series"] for p in s["points"]]
+
+
+def test_prometheus_remote_write_of_node_exporter(live_api_any, tmp_path: Path) -> None:
+    live_api = live_api_any
     for binary in ("prometheus", "prometheus-node-exporter"):
         if shutil.which(binary) is None:
             why = f"{binary} is not installed (apt-get install {binary})"
@@ -57,6 +67,9 @@ def test_prometheus_remote_write_of_node_exporter(live_api, tmp_path: Path) -> N
     by_metric = {s["metric"]: s for s in state}
     assert by_metric["node_memory_memtotal_bytes"]["value"] == _meminfo_total()
     assert by_metric["node_memory_memtotal_bytes"]["unit"] == "bytes"
+    mem = _windows(live_api, host, "node_memory_memtotal_bytes")  # the stored 30 s windows
+    assert mem and all(p["min"] == p["max"] == _meminfo_total() for p in mem), mem
+    assert all(p["count"] >= 1 and 0 < p["covered"] <= 30 for p in mem), mem
     full = [total for n, total in _cpu_sums(state).values() if n >= 8]  # every mode, one scrape
     assert full, state
     for total in full:
