@@ -141,7 +141,8 @@ def test_storage_down_is_503_with_retry_after(client, app, monkeypatch):
 
 
 @pytest.mark.e2e
-def test_official_clients_through_gunicorn(live_api):
+def test_official_clients_through_gunicorn(live_api_any):
+    live_api = live_api_any
     """influxdb-client (2.x API, Token, gzip on and off) and influxdb 1.x (/write, Basic auth
     and u/p parameters, create_database at start) write; the windows match the JSON path's."""
     from influxdb import InfluxDBClient
