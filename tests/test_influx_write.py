@@ -211,3 +211,13 @@ def test_glances_exports_through_write(live_api, tmp_path):
     for metric, points in got.items():
         assert points, (metric, run.stdout[-2000:])
         assert all(0 <= p["mean"] <= 100 and p["covered"] > 0 for p in points), points
+
+
+def test_a_timestamp_in_another_precision_is_named(client):
+    """The usual mistake: seconds sent with the default precision (ns)."""
+    now = int(time.time())
+    r = client.c.post(
+        "/api/v2/write", data=f"m,host=h f=1 {now}", headers={"Authorization": f"Token {ADMIN}"}
+    )
+    assert r.status_code == 400
+    assert "it looks like s: add ?precision=s" in r.json["message"]

@@ -209,6 +209,12 @@ def test_host_charts_every_series_with_the_right_points_and_ranges(site, tab):
     assert shown == pytest.approx(energy["total_wh"]) and shown > 0
     assert "gpu.power.watts gpu=0" in page.locator("#energy").inner_text()
     assert "range=6h" in page.url
+    # 30 days at 2 h: each line's few windows; one with gaps on both sides is drawn as a dot
+    page.locator("#ranges button[data-range='30d']").click()
+    page.wait_for_selector("#host[data-resolution='2h']")
+    mem = page.locator("figure[data-metric='mem.percent']")
+    points, isolated = (int(mem.get_attribute(a)) for a in ("data-points", "data-isolated"))
+    assert points in (1, 2) and isolated == (1 if points == 1 else 0)
     clean(watch)
 
 

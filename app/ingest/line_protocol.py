@@ -284,13 +284,26 @@ def _seconds(t: int | None, clock: tuple) -> float | str:
         return now  # InfluxDB stamps such a line with the server's time
     scaled = t if per_second > 1 else t * (per_second if per_second == 1 else -per_second)
     if scaled < oldest:
-        return "timestamp is older than the 30-second retention"
+        return "timestamp is older than the 30-second series' retention" + _unit_hint(t, clock)
     if scaled > newest:
-        return "timestamp is more than 5 minutes in the future"
+        return "timestamp is more than 5 minutes in the future" + _unit_hint(t, clock)
     if per_second > 1:
         whole, part = divmod(t, per_second)
         return whole + part / per_second
     return float(scaled)
+
+
+PRECISION_NAMES = {1_000_000_000: "ns", 1_000_000: "us", 1_000: "ms", 1: "s"}
+
+
+def _unit_hint(t: int, clock: tuple) -> str:
+    """Which ``precision`` would put a refused timestamp near now: the usual cause."""
+    per_second, now = clock[0], clock[1]
+    for units, name in PRECISION_NAMES.items():
+        if units != per_second and abs(t / units - now) < 86400:
+            asked = {**PRECISION_NAMES, -60: "m", -3600: "h"}.get(per_second, str(per_second))
+            return f" (read as precision={asked}; it looks like {name}: add ?precision={name})"
+    return ""
 
 
 def _lines(body: bytes) -> list[str]:

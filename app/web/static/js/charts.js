@@ -20,6 +20,18 @@ export function toColumns(answer, start, step, n) {
   return { x, lines };
 }
 
+// A window with gaps on both sides draws no line: uPlot marks just those with a dot (a fresh
+// install's first window, the first window after an outage).
+function isolatedIn(y) {
+  const out = [];
+  for (let i = 0; i < y.length; i++) {
+    if (y[i] != null && y[i - 1] == null && y[i + 1] == null) out.push(i);
+  }
+  return out;
+}
+
+const isolated = (u, sidx) => isolatedIn(u.data[sidx]);
+
 export class Chart {
   constructor(metric) {
     this.metric = metric;
@@ -48,6 +60,7 @@ export class Chart {
           width: 1.5,
           value: fmt,
           spanGaps: false,
+          points: { show: true, size: 6, filter: isolated },
         })),
       ],
       axes: [{}, { size: 80, values: (u, splits) => splits.map((v) => value(v, unit)) }],
@@ -70,6 +83,7 @@ export class Chart {
     const points = cols.lines.reduce((a, l) => a + l.y.filter((v) => v !== null).length, 0);
     Object.assign(this.node.dataset, {
       points: String(points),
+      isolated: String(cols.lines.reduce((a, l) => a + isolatedIn(l.y).length, 0)),
       windows: String(cols.x.length),
       lines: String(cols.lines.length),
     });
