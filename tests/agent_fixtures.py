@@ -279,3 +279,16 @@ class FakeNvml:
         g = self._gpu(handle)
         self._call("nvmlDeviceGetGraphicsRunningProcesses")
         return [SimpleNamespace(pid=p, usedGpuMemory=m) for p, m in g.get("gprocs", [])]
+
+
+def agent_process_env(url: str, token: str, host: str, spool: Path, **extra: str) -> dict[str, str]:
+    """The environment a real agent process starts with in the end-to-end tests."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "FLEETPULSE_URL": url,
+        "FLEETPULSE_TOKEN": token,
+        "FLEETPULSE_HOST": host,
+        "FLEETPULSE_SPOOL_DIR": str(spool),
+        **extra,
+    }

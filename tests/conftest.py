@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -185,6 +187,23 @@ def live_api_any(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Liv
         yield api
     finally:
         stop_gunicorn(api.proc)
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A small tmpfs at ``path`` (a real file system that fills up); skip where mounting is
+    refused (it needs root)."""
+    path.mkdir()
+    got = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if got.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {got.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def unique_host() -> str:

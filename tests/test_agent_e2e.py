@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.agent_fixtures import agent_process_env
 from tests.agent_fixtures import api_call as call
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,16 +24,10 @@ def test_agent_windows_are_stored_by_the_api(live_api, tmp_path):
     status, tok = call("POST", live_api.url + "/api/v1/tokens", live_api.admin_token,
                        {"role": "agent", "host": host})  # fmt: skip
     assert status == 201
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(REPO),
-        "FLEETPULSE_URL": live_api.url,
-        "FLEETPULSE_TOKEN": tok["token"],
-        "FLEETPULSE_HOST": host,
-        "FLEETPULSE_INTERVAL": "0.5",
-        "FLEETPULSE_COLLECTORS": "cpu,memory,disk,network",
-        "FLEETPULSE_SPOOL_DIR": str(tmp_path / "spool"),
-    }
+    env = agent_process_env(
+        live_api.url, tok["token"], host, tmp_path / "spool",
+        FLEETPULSE_INTERVAL="0.5", FLEETPULSE_COLLECTORS="cpu,memory,disk,network",
+    )  # fmt: skip
     started = time.time()
     boundary = math.ceil((started + 2) / 30) * 30  # the first window ending >= 2 s from now
     with open(tmp_path / "agent.log", "wb") as log_file:

@@ -18,6 +18,7 @@ from agent.batcher import Batcher, decode
 from agent.runner import Runner
 from agent.samples import Sample
 from agent.spool import Spool
+from tests.conftest import small_tmpfs
 
 T0 = 1_800_000_000.0  # a window edge for windows of 5 and 30 s
 
@@ -214,16 +215,8 @@ def test_a_damaged_journal_row_is_skipped_with_a_log_line(tmp_path, caplog):
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """An 8 MB tmpfs: a real file system that fills up (needs mount rights, else skipped)."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    got = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
-                         capture_output=True, text=True, check=False)  # fmt: skip
-    if got.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {got.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "8m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def fill_up(path: Path) -> None:

@@ -28,6 +28,7 @@ import pytest
 from agent.batcher import series_key
 from agent.journal import decode_rows
 from agent.spool import Spool
+from tests.agent_fixtures import agent_process_env
 from tests.agent_fixtures import api_call as call
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,18 +61,12 @@ def test_random_sigkills_lose_no_sample_and_count_none_twice(live_api, tmp_path)
     _, tok = call("POST", live_api.url + "/api/v1/tokens", live_api.admin_token,
                   {"role": "agent", "host": host})  # fmt: skip
     spool_dir, tick_log = tmp_path / "spool", tmp_path / "ticks"
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(REPO),
-        "FLEETPULSE_URL": live_api.url,
-        "FLEETPULSE_TOKEN": tok["token"],
-        "FLEETPULSE_HOST": host,
-        "FLEETPULSE_INTERVAL": "0.25",
-        "FLEETPULSE_WINDOW": "3",  # batches cut (and sent) often: kills land around them too
-        "FLEETPULSE_COLLECTORS": "cpu,memory",
-        "FLEETPULSE_SPOOL_DIR": str(spool_dir),
-        "TICK_LOG": str(tick_log),
-    }
+    env = agent_process_env(
+        live_api.url, tok["token"], host, spool_dir,
+        FLEETPULSE_INTERVAL="0.25",
+        FLEETPULSE_WINDOW="3",  # batches cut (and sent) often: kills land around them too
+        FLEETPULSE_COLLECTORS="cpu,memory", TICK_LOG=str(tick_log),
+    )  # fmt: skip
     rng = random.Random(os.environ.get("KILL_SEED", "12"))
     agent_log = (tmp_path / "agent.log").open("ab")
     taken: list[float] = []  # every sample the agent kept (on disk when it died)

@@ -22,7 +22,7 @@ from harness.net import samples_headers
 from harness.outage import agent_outage
 from harness.procs import worker_pids
 from harness.zeroloss import stored_influx, stored_sqlite
-from tests.conftest import ADMIN, start_gunicorn, stop_gunicorn
+from tests.conftest import ADMIN, small_tmpfs, start_gunicorn, stop_gunicorn
 from tests.test_load import INFLUX_STORE, check_zero_loss
 
 QUIET = {"FLEETPULSE_LOG_LEVEL": "WARNING"}
@@ -99,17 +99,8 @@ def test_agent_network_outage_and_sigkill(tmp_path: Path) -> None:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs (a real file system that fills up); skipped where mounting is refused."""
-    d = tmp_path / "small"
-    d.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(d)], capture_output=True, text=True
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "2m") as d:
         yield d
-    finally:
-        subprocess.run(["umount", "-l", str(d)], check=False)
 
 
 def post(url: str, token: str, body: bytes) -> requests.Response:
