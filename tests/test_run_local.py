@@ -81,6 +81,13 @@ class LocalRun:
             )
         return self
 
+    def exit_code(self, timeout: float, still_running: str) -> int:
+        """The run's exit status within ``timeout``; fail with its output if it runs on."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{still_running}:\n{self.text()[-4000:]}")
+
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
@@ -207,10 +214,7 @@ def test_a_second_run_on_a_taken_port_stops_before_starting_anything(checkout, r
 
     second = LocalRun(checkout, port, "second")
     runs.append(second.start())
-    try:
-        rc = second.proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"a second run on a taken port is still running:\n{second.text()}")
+    rc = second.exit_code(20, "a second run on a taken port is still running")
     out = second.text()
     assert rc != 0, out
     assert RUNNING not in out, out
@@ -239,10 +243,7 @@ def test_gunicorn_dying_at_start_stops_the_script_with_its_error(checkout, runs)
     run = LocalRun(checkout, port, "bad", FLEETPULSE_STORAGE_URL="bogus://nowhere")
     runs.append(run.start())
     t0 = time.monotonic()
-    try:
-        rc = run.proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"still running 30 s after gunicorn died:\n{run.text()[-4000:]}")
+    rc = run.exit_code(30, "still running 30 s after gunicorn died")
     out = run.text()
     assert rc != 0, out
     assert time.monotonic() - t0 < 15, f"gunicorn's death noticed late:\n{out[-4000:]}"
