@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.core import state as st
 from app.core.engine import SUMMARY_FIELDS, Summaries, Summary
 from app.core.state import State
 
@@ -61,3 +62,34 @@ def encode_fresh(s: Summaries) -> EncodedStates:
     has = (s.n > 0).tolist()
     segs = [blob[i * SEG_BYTES : (i + 1) * SEG_BYTES] if h else b"" for i, h in enumerate(has)]
     return EncodedStates(s.prev_ts.tolist(), s.prev_val.tolist(), segs)
+
+
+def merge_encoded(
+    s: Summaries, stored: dict[tuple[int, int], State], points: st.Points, hold: float
+) -> tuple[Summaries, EncodedStates]:
+    """A batch's rows merged with what is stored, and the states to store, in row order.
+
+    Only rows with a stored state go through ``state.merge_into``'s per-row merge; the others
+    (all of them in the usual case) are their own state, encoded vectorised."""
+    if not stored:
+        return s, encode_fresh(s)
+    keys = zip(s.sid.tolist(), s.label.tolist(), strict=True)
+    has = np.fromiter((k in stored for k in keys), dtype=bool, count=len(s))
+    old, new = np.flatnonzero(has), np.flatnonzero(~has)
+    part, states = st.merge_into(s.take(old), stored, points, hold)
+    merged, fresh = encode_states(states), encode_fresh(s.take(new))
+    order = np.argsort(np.concatenate([old, new]), kind="stable")
+    rows = Summaries(
+        **{k: np.concatenate([getattr(part, k), v[new]])[order] for k, v in s.__dict__.items()}
+    )
+    idx = order.tolist()
+    cols = []
+    for a, b in _columns(merged, fresh):
+        ab = a + b
+        cols.append([ab[i] for i in idx])
+    return rows, EncodedStates(*cols)
+
+
+def _columns(a: EncodedStates, b: EncodedStates) -> list[tuple[list, list]]:
+    """The two encodings' columns side by side, in field order."""
+    return [(a.prev_ts, b.prev_ts), (a.prev_val, b.prev_val), (a.segs, b.segs)]

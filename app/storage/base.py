@@ -122,41 +122,10 @@ class Store(abc.ABC):
         return both.take(tails.trim(both, is_tail, batch.ts[last], stored)), stored
 
     def _merge(self, s: engine.Summaries, stored: Stored, batch: Batch) -> Rows:
-        if stored:
-            merged, encoded = self._merge_stored(s, stored, batch)
-        else:  # nothing stored (the usual case): each row's state is its own summary
-            merged, encoded = s, codec.encode_fresh(s)
+        points = state.Points(batch.sid, batch.ts, batch.val)
+        merged, encoded = codec.merge_encoded(s, stored, points, self.hold)
         w = engine.finalize(merged, self.hold)
         return Rows(merged, w, encoded, np.flatnonzero(w.covered > 0))
-
-    def _merge_stored(
-        self, s: engine.Summaries, stored: Stored, batch: Batch
-    ) -> tuple[engine.Summaries, codec.EncodedStates]:
-        """Only the rows with a stored state go through the (per-row) merge; the others are
-        their own state, as ``merge_into`` would leave them, encoded vectorised."""
-        points = state.Points(batch.sid, batch.ts, batch.val)
-        keys = zip(s.sid.tolist(), s.label.tolist(), strict=True)
-        has = np.fromiter((k in stored for k in keys), dtype=bool, count=len(s.sid))
-        if has.all():
-            merged, states = state.merge_into(s, stored, points, self.hold)
-            return merged, codec.encode_states(states)
-        old, new = np.flatnonzero(has), np.flatnonzero(~has)
-        part, states = state.merge_into(s.take(old), stored, points, self.hold)
-        enc = codec.encode_states(states)
-        fresh = codec.encode_fresh(s.take(new))
-        back = np.argsort(np.concatenate([old, new]), kind="stable").tolist()
-        cols = {k: np.concatenate([getattr(part, k), v[new]])[back] for k, v in s.__dict__.items()}
-
-        def pick(a: list, b: list) -> list:
-            both = a + b
-            return [both[i] for i in back]
-
-        encoded = codec.EncodedStates(
-            pick(enc.prev_ts, fresh.prev_ts),
-            pick(enc.prev_val, fresh.prev_val),
-            pick(enc.segs, fresh.segs),
-        )
-        return engine.Summaries(**cols), encoded
 
     # ---- primitives ------------------------------------------------------------------------
 
