@@ -35,14 +35,37 @@ _shared: dict = {}
 
 
 def on_starting(server):
-    """The master makes the per-token rate-limit buckets every worker shares."""
+    """Before any worker: the metadata database must answer and every live node of the fleet
+    run with the same settings (else a clear refusal, nothing started); then the per-token
+    rate-limit buckets every worker shares."""
+    from app.web import nodes
     from app.web.ratelimit import SharedBuckets
+    from app.web.settings import Settings
 
+    try:
+        settings = Settings.from_env()
+    except ValueError as e:
+        raise RuntimeError(str(e)) from e
+    node = nodes.node_name(settings, server.cfg.bind)
+    nodes.join(settings, node)
+    os.environ["FLEETPULSE_NODE_ID"] = node  # the workers beat under the same name
+    _shared["node"] = (settings, node)
     _shared["buckets"] = SharedBuckets()
 
 
 def on_reload(server):
     on_starting(server)
+
+
+def on_exit(server):
+    """A clean stop leaves the fleet, so it may restart with other settings at once."""
+    if "node" in _shared:
+        from app.web import nodes
+
+        try:
+            nodes.leave(*_shared["node"])
+        except Exception as e:  # the database is down: the row ages out instead
+            server.log.warning("leaving the fleet: %s", e)
 
 
 def post_worker_init(worker):
@@ -51,10 +74,16 @@ def post_worker_init(worker):
         level=os.environ.get("FLEETPULSE_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(process)d %(levelname)s %(name)s %(message)s",
     )
+    from app.storage.metadb import is_shared
+
     app = worker.wsgi
     ext = app.extensions["fleetpulse"]
     if "buckets" in _shared:
         ext.limiter.share(_shared["buckets"])  # one rate per token across every worker
     if ext.settings.jobs:
         ext.jobs.start()
+    if ext.settings.node_id and is_shared(ext.settings.metadata_url):
+        from app.web.nodes import Heartbeat
+
+        Heartbeat(ext.meta, ext.settings.node_id).start()
     worker.log.info("Worker ready (pid: %s)", worker.pid)

@@ -67,7 +67,9 @@ def plans(ts, vals) -> dict[str, list[tuple[int, int, bool]]]:
 
 
 def run(plan: list, ts, vals, workdir: str) -> float:
-    store = open_store(f"sqlite:///{workdir}/b.db", StoreOptions(metadata_path=f"{workdir}/m.db"))
+    store = open_store(
+        f"sqlite:///{workdir}/b.db", StoreOptions(metadata_url=f"sqlite://{workdir}/m.db")
+    )
     batches = [cut(ts, vals, a, b, c, "bench-host") for a, b, c in plan]
     t = time.perf_counter()
     for b in batches:

@@ -83,7 +83,7 @@ def start_gunicorn(
         # gunicorn's own lines (boot, ready, exits) at info whatever the app's log level
         "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers {workers} --log-level info",
         "FLEETPULSE_STORAGE_URL": storage_url or f"sqlite:///{db}",
-        "FLEETPULSE_METADATA_PATH": str(workdir / "meta.db"),
+        "FLEETPULSE_METADATA_URL": f"sqlite://{workdir / 'meta.db'}",
         "FLEETPULSE_ADMIN_TOKEN": admin,
         **({"FLEETPULSE_TLS_CERT": str(tls[0]), "FLEETPULSE_TLS_KEY": str(tls[1])} if tls else {}),
         **(env_extra or {}),

@@ -20,7 +20,7 @@ from harness.server import start_gunicorn as harness_start_gunicorn
 ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = [
     m
-    for m in ("tests.agent_fixtures", "tests.influx_fixtures")
+    for m in ("tests.agent_fixtures", "tests.influx_fixtures", "tests.pg_fixtures")
     if (ROOT / (m.replace(".", "/") + ".py")).exists()
 ]
 

@@ -191,7 +191,7 @@ def test_api_service(compose):
     assert env["FLEETPULSE_STORAGE_URL"].startswith("influxdb2://influxdb:8086/?org=")
     assert required_var(env["FLEETPULSE_INFLUXDB_TOKEN"]) == "FLEETPULSE_INFLUXDB_TOKEN"
     assert required_var(env["FLEETPULSE_ADMIN_TOKEN"]) == "FLEETPULSE_ADMIN_TOKEN"
-    assert env["FLEETPULSE_METADATA_PATH"] == "/data/meta.db"
+    assert env["FLEETPULSE_METADATA_URL"] == "sqlite:////data/meta.db"
     assert "/data" in mounts(api)
     assert api["depends_on"]["influxdb"]["condition"] == "service_healthy"
     assert "/readyz" in " ".join(api["healthcheck"]["test"])
@@ -689,7 +689,7 @@ def test_dockerfile_cmd_starts_the_api(tmp_path):
         **os.environ,
         "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers 1",
         "FLEETPULSE_STORAGE_URL": f"sqlite:///{tmp_path / 'x.db'}",
-        "FLEETPULSE_METADATA_PATH": str(tmp_path / "meta.db"),
+        "FLEETPULSE_METADATA_URL": f"sqlite://{tmp_path / 'meta.db'}",
     }
     proc = subprocess.Popen(
         [str(exe), *argv[1:]],

@@ -105,7 +105,7 @@ def test_an_older_metadata_file_gets_the_new_columns(tmp_path):
     )
     con.commit()
     con.close()
-    meta = MetaStore(str(path))
+    meta = MetaStore(f"sqlite://{path}")
     assert meta.lookup("t").role == "reader"
     info, _ = meta.create_token("enroll", None, time.time() + 60, 1)
     assert meta.enroll(info.id, "h1")[0].host == "h1"

@@ -49,7 +49,7 @@ def test_env_and_defaults(tmp_path, monkeypatch):
         False,
         1000,
     )
-    assert s.metadata_path == f"{tmp_path}/var/metadata.db"
+    assert s.metadata_url == f"sqlite://{tmp_path}/var/metadata.db"
 
 
 def test_dotenv_adds_but_environment_wins(tmp_path, monkeypatch):

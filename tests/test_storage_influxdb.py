@@ -42,7 +42,7 @@ RET = {"raw": 0.0, "30s": 7 * 86400.0, "30m": 400 * 86400.0}
 
 def options(tmp_path, retention=RET, token: str = "", timeout: float = 5.0) -> StoreOptions:
     """open_store's explicit options, as the app factory passes them from the settings."""
-    meta = str(tmp_path / "meta.db")
+    meta = f"sqlite://{tmp_path / 'meta.db'}"
     return StoreOptions(90.0, retention, meta, Credentials(token=token), timeout)
 
 
@@ -248,7 +248,7 @@ def test_concurrent_processes_split_batches_equal_one_batch(influxd, tmp_path):
         for a, b in itertools.pairwise(cuts)
     ]
     ctx = mp.get_context("spawn")  # no SQLite state inherited across fork
-    meta = str(tmp_path / "meta.db")
+    meta = f"sqlite://{tmp_path / 'meta.db'}"
     procs = [ctx.Process(target=_writer, args=(url, meta, parts[i::4], "many")) for i in range(4)]
     for p in procs:
         p.start()
@@ -628,7 +628,7 @@ def test_an_in_order_batch_after_a_late_one_reads_nothing(influxd, tmp_path):
         return Batch("h", [("m.x", ())], [None], np.zeros(1, np.int64), *one, nan, nan, True)
 
     t0 = now30() - 3600
-    store = open_store(influxd.new_db_url(), StoreOptions(metadata_path=str(tmp_path / "m.db")))
+    store = open_store(influxd.new_db_url(), StoreOptions(metadata_url=f"sqlite://{tmp_path}/m.db"))
     queries, real = [], store.http.query
     store.http.query = lambda stmts, **kw: (queries.append(stmts), real(stmts, **kw))[1]
     store.write(lp(t0 + 31, 2.0))  # window t0+60

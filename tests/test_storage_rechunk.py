@@ -43,7 +43,9 @@ def store_with_hold(storage_url: str, tmp_path):
     def get(hold: float):
         if hold not in opened:
             meta = str(tmp_path / f"meta-{hold}.db")
-            opened[hold] = open_store(storage_url, StoreOptions(hold=hold, metadata_path=meta))
+            opened[hold] = open_store(
+                storage_url, StoreOptions(hold=hold, metadata_url=f"sqlite://{meta}")
+            )
         return opened[hold]
 
     yield get

@@ -121,7 +121,7 @@ def _open_at_once(path: str, meta: str, barrier, errors) -> None:
     barrier.wait()
     try:
         SqliteStore(path, 15.0, {"raw": 0, "30s": 86400, "30m": 86400})
-        MetaStore(meta)
+        MetaStore(f"sqlite://{meta}")
     except Exception as e:  # reported to the parent
         errors.put(repr(e))
 

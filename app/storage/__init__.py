@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from app.storage.base import Store
+from app.storage.metadb import sqlite_path
 from app.storage.options import Credentials, StoreOptions
 
 __all__ = ["Credentials", "Store", "StoreOptions", "open_store"]
@@ -17,10 +18,7 @@ def open_store(url: str, options: StoreOptions) -> Store:
     if scheme == "sqlite":
         from app.storage.sqlite import SqliteStore
 
-        path = url[len("sqlite://") :]
-        if not path.startswith("/"):
-            raise ValueError(f"FLEETPULSE_STORAGE_URL needs an absolute path: {url!r}")
-        path = "/" + path.lstrip("/")  # sqlite:///abs and sqlite:////abs name the same file
+        path = sqlite_path(url, "FLEETPULSE_STORAGE_URL")
         return SqliteStore(path, options.hold, options.retention, options.late_after)
     if scheme == "influxdb":
         from app.storage.influxdb.store import InfluxStore

@@ -10,13 +10,12 @@ marked, so nothing extra is written or read.
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections import defaultdict
 
 import numpy as np
 
 from app.core import engine
-from app.storage.sqldb import SqliteDB
+from app.storage.metadb import Conn, MetaDB
 
 LATE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS late30m (
@@ -49,10 +48,10 @@ def late_labels(ids: list[int], sid: np.ndarray, labels: np.ndarray, now: float,
 class LateMarks:
     """The marks table: set on write, read by reads, taken and cleared by the job."""
 
-    def __init__(self, db: SqliteDB) -> None:
+    def __init__(self, db: MetaDB) -> None:
         self.db = db
 
-    def mark(self, con: sqlite3.Connection, pairs: list[tuple[int, int]]) -> None:
+    def mark(self, con: Conn, pairs: list[tuple[int, int]]) -> None:
         """Mark windows late, inside the write's registry transaction; marking again counts up
         (a counter, not a clock: a clock stepped back must not make a new mark look old)."""
         con.executemany(
@@ -96,7 +95,8 @@ class LateMarks:
         with self.db.tx() as con:
             con.execute(
                 "INSERT INTO refreshed (name, until) VALUES (?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET until=max(until, excluded.until)",
+                "ON CONFLICT(name) DO UPDATE SET until=CASE WHEN excluded.until > refreshed.until "
+                "THEN excluded.until ELSE refreshed.until END",
                 (name, until),
             )
 

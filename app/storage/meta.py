@@ -1,14 +1,15 @@
-"""The metadata store: API tokens (hashed) and job leases, in SQLite."""
+"""The metadata store: API tokens (hashed), job leases and the nodes serving one fleet, in an
+SQLite file (one node) or PostgreSQL (several nodes)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 
-from app.storage.sqldb import SqliteDB
+from app.storage.metadb import Conn, open_metadata
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (
@@ -27,12 +28,24 @@ CREATE TABLE IF NOT EXISTS jobs (
     holder TEXT,
     ran_at REAL
 );
+CREATE TABLE IF NOT EXISTS nodes (
+    id TEXT PRIMARY KEY,
+    settings TEXT NOT NULL,
+    seen REAL NOT NULL
+);
 """
 
 ROLES = ("agent", "reader", "admin", "enroll")
 ENV_ADMIN_ID = "env-admin"  # FLEETPULSE_ADMIN_TOKEN's caller: in no table, may do everything
 # Columns added after the first release: an older metadata file gets them at open.
 ADDED_COLUMNS = {"expires": "REAL", "uses_left": "INTEGER"}
+
+
+NODE_TTL = 45.0  # seconds: a node not seen for this long no longer counts (heartbeat: 15 s)
+
+
+class NodeMismatch(Exception):
+    """A live node serving the same metadata runs with other settings (refuse to start)."""
 
 
 class EnrollConflict(Exception):
@@ -68,10 +81,16 @@ class TokenInfo:
 
 
 class MetaStore:
-    """Tokens and leases; every lookup reads the file, so a revocation is seen at once."""
+    """Tokens, leases and nodes; every lookup reads the database, so a revocation made on any
+    node is seen by every node at its next request."""
 
-    def __init__(self, path: str) -> None:
-        self.db = SqliteDB(path, SCHEMA)
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        self.db = open_metadata(url, SCHEMA, timeout)
+        if self.db.dialect == "sqlite":
+            self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Bring an SQLite file of an older release up to date (PostgreSQL starts current)."""
         have = {r[1] for r in self.db.read("PRAGMA table_info(tokens)")}
         for name, kind in ADDED_COLUMNS.items():
             if name not in have:
@@ -85,7 +104,7 @@ class MetaStore:
         host: str | None,
         expires: float | None = None,
         uses: int | None = None,
-        con: sqlite3.Connection | None = None,
+        con: Conn | None = None,
     ) -> tuple[TokenInfo, str]:
         """A new token; its text is returned this once and only its hash is kept."""
         token = "fp_" + secrets.token_urlsafe(32)
@@ -115,6 +134,7 @@ class MetaStore:
         """A new agent token bound to ``host``, paid with one use of the enrollment token
         ``enroll_id``; all in one transaction, so two enrollments never both win."""
         with self.db.tx() as con:
+            self.db.exclusive(con, f"enroll:{host}")  # one enrollment per host at a time
             live = con.execute(
                 "SELECT 1 FROM tokens WHERE role='agent' AND host=? AND revoked_at IS NULL",
                 (host,),
@@ -154,12 +174,59 @@ class MetaStore:
     def claim(self, name: str, slot: int, holder: str) -> bool:
         """Take the job ``name`` for ``slot`` unless some worker already did: runs once."""
         with self.db.tx() as con:
-            con.execute("INSERT OR IGNORE INTO jobs (name, slot) VALUES (?, -1)", (name,))
+            con.execute(
+                "INSERT INTO jobs (name, slot) VALUES (?, -1) ON CONFLICT (name) DO NOTHING",
+                (name,),
+            )
             cur = con.execute(
                 "UPDATE jobs SET slot=?, holder=?, ran_at=? WHERE name=? AND slot<?",
                 (slot, holder, time.time(), name, slot),
             )
         return cur.rowcount == 1
 
+    def join(self, node: str, settings: dict[str, str], now: float) -> None:
+        """Register this node, unless a live node of the same fleet runs with other settings:
+        nodes that disagreed on retention or the hold would store different windows."""
+        with self.db.tx() as con:
+            self.db.exclusive(con, "nodes")  # two nodes starting at once see each other
+            rows = con.execute(
+                "SELECT id, settings, seen FROM nodes WHERE id <> ? AND seen > ? ORDER BY id",
+                (node, now - NODE_TTL),
+            ).fetchall()
+            for other, text, seen in rows:
+                theirs = json.loads(text)
+                diff = [
+                    k
+                    for k in sorted(set(settings) | set(theirs))
+                    if settings.get(k) != theirs.get(k)
+                ]
+                if diff:
+                    raise NodeMismatch(_mismatch(diff, settings, theirs, other, now - seen))
+            con.execute(
+                "INSERT INTO nodes (id, settings, seen) VALUES (?, ?, ?) ON CONFLICT (id) "
+                "DO UPDATE SET settings=excluded.settings, seen=excluded.seen",
+                (node, json.dumps(settings, sort_keys=True), now),
+            )
+            con.execute("DELETE FROM nodes WHERE seen < ?", (now - 86400,))
+
+    def beat(self, node: str, now: float) -> None:
+        """Show this node is alive (its workers call it every few seconds)."""
+        with self.db.tx() as con:
+            con.execute("UPDATE nodes SET seen=? WHERE id=? AND seen < ?", (now, node, now))
+
+    def leave(self, node: str) -> None:
+        """A node stopping cleanly: the fleet may then restart with other settings at once."""
+        with self.db.tx() as con:
+            con.execute("DELETE FROM nodes WHERE id=?", (node,))
+
     def close(self) -> None:
         self.db.close()
+
+
+def _mismatch(diff: list[str], ours: dict, theirs: dict, other: str, age: float) -> str:
+    what = "; ".join(f"{k} is {ours.get(k)!r} here but {theirs.get(k)!r} there" for k in diff)
+    return (
+        f"node {other!r} (seen {age:.0f} s ago) serves the same FLEETPULSE_METADATA_URL with "
+        f"other settings: {what}. Every node of a fleet must run with the same settings; to "
+        f"change them, stop every node first (a stopped node counts for {NODE_TTL:.0f} s)."
+    )

@@ -22,7 +22,7 @@ class StoreOptions:
     retention: dict[str, float] = field(
         default_factory=lambda: {"raw": 0.0, "30s": 7 * 86400.0, "30m": 400 * 86400.0}
     )  # seconds per series kind; raw 0 = raw samples are not kept
-    metadata_path: str = ""  # the SQLite file of the registry (InfluxDB) and the metadata
+    metadata_url: str = ""  # FLEETPULSE_METADATA_URL: the registry's database (InfluxDB store)
     credentials: Credentials = field(default_factory=Credentials)
     timeout: float = 5.0  # seconds per InfluxDB operation
     late_after: float = 1800.0  # 30-second windows older than this when written are "late"

@@ -1,18 +1,19 @@
 """The series registry: ids, units and each series' newest sample (the "state table").
 
-It lives in an SQLite file for every store (the data file itself for the embedded store, the
-metadata file beside InfluxDB), so the host reads are the same, indexed and fast.
+It lives in the SQLite data file of the embedded store, and with InfluxDB in the metadata
+database (an SQLite file, or PostgreSQL for several nodes), so the host reads are the same,
+indexed and fast.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sqlite3
 
 from app.core.records import CounterLast, SeriesKey
 from app.storage.late import LATE_SCHEMA, LateMarks
-from app.storage.sqldb import SqliteDB, rows_in
+from app.storage.metadb import Conn, MetaDB
+from app.storage.sqldb import rows_in
 
 Fresh = dict[tuple[str, SeriesKey], tuple[int, str | None]]
 Found = tuple[int, str, dict[str, str], str | None]  # (series id, metric, tags, unit)
@@ -54,14 +55,14 @@ def tags_json(tags: tuple[tuple[str, str], ...]) -> str:
 class Registry:
     """Series ids and each series' newest sample (the farm monitor's "state table")."""
 
-    def __init__(self, db: SqliteDB) -> None:
+    def __init__(self, db: MetaDB) -> None:
         self.db = db
         self.late = LateMarks(db)
         # (host, (metric, tags)) -> (id, unit as stored); filled only after a commit (``keep``)
         self._ids: Fresh = {}
 
     def ids(
-        self, con: sqlite3.Connection, host: str, keys: list[SeriesKey], units: list[str | None]
+        self, con: Conn, host: str, keys: list[SeriesKey], units: list[str | None]
     ) -> tuple[list[int], Fresh]:
         """Ids for the batch's series, created on first sight, and a changed unit stored.
 
@@ -82,9 +83,10 @@ class Registry:
             ).fetchone()
             if row is None:
                 sid = con.execute(
-                    "INSERT INTO series (host, metric, tags, unit) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO series (host, metric, tags, unit) VALUES (?, ?, ?, ?) "
+                    "RETURNING id",
                     (*name, unit),
-                ).lastrowid
+                ).fetchone()[0]
                 stored_unit = unit
             else:
                 sid, stored_unit = row
@@ -99,9 +101,7 @@ class Registry:
         """Cache what ``ids`` found, once its transaction has committed."""
         self._ids.update(fresh)
 
-    def update_latest(
-        self, con: sqlite3.Connection, ids: list[int], ts: list[float], vals: list[float]
-    ) -> None:
+    def update_latest(self, con: Conn, ids: list[int], ts: list[float], vals: list[float]) -> None:
         """Keep the newest sample per series; older retries never move it back."""
         con.executemany(
             "UPDATE series SET last_ts=?, last_value=? WHERE id=? AND "
@@ -109,7 +109,7 @@ class Registry:
             [(t, v, i, t) for i, t, v in zip(ids, ts, vals, strict=True)],
         )
 
-    def latest(self, con: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[float, float]]:
+    def latest(self, con: Conn, ids: list[int]) -> dict[int, tuple[float, float]]:
         """The newest stored sample of each series that has one (for the server-side carry)."""
         sql = (
             "SELECT id, last_ts, last_value FROM series "
@@ -118,9 +118,7 @@ class Registry:
         rows = rows_in(lambda q, a: con.execute(q, a).fetchall(), sql, ids)
         return {i: (t, v) for i, t, v in rows}
 
-    def counters(
-        self, con: sqlite3.Connection, host: str, keys: list[SeriesKey]
-    ) -> list[CounterLast | None]:
+    def counters(self, con: Conn, host: str, keys: list[SeriesKey]) -> list[CounterLast | None]:
         """Each counter's newest raw sample kept (contract section 8: rates need the previous
         raw sample); read inside the host's write section."""
         rows = con.execute(
@@ -131,7 +129,7 @@ class Registry:
 
     def keep_counters(
         self,
-        con: sqlite3.Connection,
+        con: Conn,
         host: str,
         keys: list[SeriesKey],
         last: list[CounterLast | None],

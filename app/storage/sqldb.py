@@ -11,12 +11,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from app.core.errors import StorageFull, StorageUnavailable
+from app.storage.locks import HostLocks
 
 BUSY_TIMEOUT_MS = 10_000
 
 
 class SqliteDB:
     """One connection per thread to one SQLite file in WAL mode, safe across gunicorn workers."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: str, schema: str) -> None:
         self.path = path
@@ -74,6 +77,13 @@ class SqliteDB:
             return self.conn().execute(sql, args).fetchall()
         except sqlite3.Error as e:
             raise _translate(e) from e
+
+    def exclusive(self, con: sqlite3.Connection, key: str) -> None:
+        """Nothing to take: every write transaction here is already exclusive (IMMEDIATE)."""
+
+    def host_locks(self) -> HostLocks:
+        """Per-host write locks across this node's workers: flock on files beside the file."""
+        return HostLocks(Path(self.path).parent / "influx-locks")
 
     def close(self) -> None:
         con = getattr(self._local, "con", None)

@@ -62,7 +62,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.extensions["fleetpulse"] = Extension(
         settings=settings,
         store=open_store(settings.storage_url, settings.store_options()),
-        meta=MetaStore(settings.metadata_path),
+        meta=MetaStore(settings.metadata_url),
         limiter=RateLimiter(settings.rate_limit, settings.rate_burst),
         decoders={
             "json": JsonSamples(settings.limits()),

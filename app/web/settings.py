@@ -6,10 +6,12 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from app.core.durations import parse_duration
 from app.ingest import Limits
 from app.storage import Credentials, StoreOptions
+from app.storage.metadb import is_shared
 
 
 @dataclass(frozen=True)
@@ -17,7 +19,9 @@ class Settings:
     """The server's configuration; each field's default is the documented one."""
 
     storage_url: str = ""  # FLEETPULSE_STORAGE_URL; "" = sqlite://<cwd>/var/fleetpulse.db
-    metadata_path: str = ""  # FLEETPULSE_METADATA_PATH; "" = beside the SQLite file / ./var
+    metadata_url: str = ""  # FLEETPULSE_METADATA_URL: sqlite:///PATH or postgresql://...
+    metadata_path: str = ""  # FLEETPULSE_METADATA_PATH: the older name of an SQLite one
+    node_id: str = ""  # FLEETPULSE_NODE_ID: this node's name among several; "" = host:bind
     influxdb_token: str = ""  # FLEETPULSE_INFLUXDB_TOKEN
     influxdb_username: str = ""  # FLEETPULSE_INFLUXDB_USERNAME
     influxdb_password: str = ""  # FLEETPULSE_INFLUXDB_PASSWORD
@@ -75,13 +79,22 @@ class Settings:
     def resolved(self) -> Settings:
         """Fill the path defaults that depend on the working directory."""
         url = self.storage_url or f"sqlite://{Path('var').absolute() / 'fleetpulse.db'}"
-        meta = self.metadata_path
-        if not meta:
-            if url.startswith("sqlite:///"):
-                meta = "/" + url[len("sqlite://") :].lstrip("/")
-            else:
-                meta = str(Path("var").absolute() / "metadata.db")
-        return replace(self, storage_url=url, metadata_path=meta)
+        meta = self.metadata_url
+        if not meta and self.metadata_path:
+            meta = f"sqlite://{Path(self.metadata_path).absolute()}"
+        if not meta:  # the SQLite store's own file, else a file under ./var
+            meta = (
+                url
+                if url.startswith("sqlite:")
+                else f"sqlite://{Path('var').absolute()}/metadata.db"
+            )
+        if is_shared(meta) and url.startswith("sqlite:"):
+            raise ValueError(
+                "FLEETPULSE_METADATA_URL is PostgreSQL, for several API nodes, but "
+                "FLEETPULSE_STORAGE_URL is the embedded SQLite file, which lives on one node's "
+                "disk: use an InfluxDB store (influxdb:// or influxdb2://) or SQLite metadata"
+            )
+        return replace(self, storage_url=url, metadata_url=meta)
 
     def retention(self) -> dict[str, float]:
         """Seconds each series kind is kept, as the stores take it."""
@@ -92,12 +105,24 @@ class Settings:
         return StoreOptions(
             hold=self.hold,
             retention=self.retention(),
-            metadata_path=self.metadata_path,
+            metadata_url=self.metadata_url,
             credentials=Credentials(
                 self.influxdb_token, self.influxdb_username, self.influxdb_password
             ),
             timeout=self.influxdb_timeout,
         )
+
+    def fleet_settings(self) -> dict[str, str]:
+        """What every node serving one metadata database must agree on (checked at start)."""
+        store = urlsplit(self.storage_url)
+        return {
+            "FLEETPULSE_HOLD": f"{self.hold:g}s",
+            "FLEETPULSE_RAW_RETENTION": f"{self.raw_retention:g}s",
+            "FLEETPULSE_30S_RETENTION": f"{self.retention_30s:g}s",
+            "FLEETPULSE_30M_RETENTION": f"{self.retention_30m:g}s",
+            "FLEETPULSE_JOB_INTERVAL": f"{self.job_interval:g}s",
+            "FLEETPULSE_STORAGE_URL database": f"{store.scheme}:{store.path}?{store.query}",
+        }
 
     def limits(self) -> Limits:
         """What the wire decoders enforce."""

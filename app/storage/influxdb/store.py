@@ -1,8 +1,9 @@
 """The InfluxDB store: the write primitives and range reads over the 1.x HTTP protocol
 (/write, InfluxQL /query), which 1.x, 2.x and 3.x all serve. See ``layout`` for the layout.
 
-The series registry, the host list and each series' newest sample live in the metadata SQLite
-file (``Registry``), exactly as in the SQLite store, so those reads are identical and fast.
+The series registry, the host list and each series' newest sample live in the metadata database
+(``Registry``: an SQLite file, or PostgreSQL for several nodes), exactly as in the SQLite store,
+so those reads are identical and fast.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ import base64
 import contextlib
 import logging
 import math
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 
@@ -31,7 +30,6 @@ from app.storage.influxdb.layout import (
     tag_key,
     to_ns,
 )
-from app.storage.influxdb.locks import HostLocks
 from app.storage.influxdb.protocol import (
     InfluxHTTP,
     escape_string_field,
@@ -43,9 +41,10 @@ from app.storage.influxdb.protocol import (
 )
 from app.storage.influxdb.rollup import cq_select
 from app.storage.influxdb.setup import clamp_duration, ensure_1x
+from app.storage.metadb import Conn, open_metadata
 from app.storage.options import StoreOptions
 from app.storage.registry import REGISTRY_SCHEMA, Found, Registry
-from app.storage.sqldb import SqliteDB, rows_in
+from app.storage.sqldb import rows_in
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +69,9 @@ class InfluxStore(Store):
         self.late_after = options.late_after
         c = options.credentials
         self.http = InfluxHTTP(base, options.timeout, c.token, c.username, c.password)
-        self.meta = SqliteDB(options.metadata_path, REGISTRY_SCHEMA + HWM_TABLE)
+        self.meta = open_metadata(options.metadata_url, REGISTRY_SCHEMA + HWM_TABLE, self.timeout)
         self.registry = Registry(self.meta)
-        self.locks = HostLocks(Path(options.metadata_path).parent / "influx-locks")
+        self.locks = self.meta.host_locks()
         self._ready = False
         try:
             self.ensure_schema()
@@ -91,27 +90,28 @@ class InfluxStore(Store):
     # ---- write primitives ------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def write_section(self, host: str) -> Iterator[None]:
-        """One deadline for every call of the write, and the host's lock across workers."""
+    def write_section(self, host: str) -> Iterator[object]:
+        """One deadline for every call of the write, and the host's lock across workers (and
+        nodes, on PostgreSQL); yields the lock, checked before windows are written."""
         with self.http.budget():
             self._check_ready()
-            slot = self.locks.acquire(host, self.http.remaining())
+            lock = self.locks.acquire(host, self.http.remaining())
             try:
-                yield None
+                yield lock
             finally:
-                self.locks.release(slot)
+                self.locks.release(lock)
 
-    def registry_tx(self, tx: None) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    def registry_tx(self, tx: object) -> contextlib.AbstractContextManager[Conn]:
         return self.meta.tx()
 
-    def read_states(self, tx: None, batch: Batch, ids: list[int], s: engine.Summaries) -> Stored:
+    def read_states(self, tx: object, batch: Batch, ids: list[int], s: engine.Summaries) -> Stored:
         bounds = series_bounds(s, len(batch.keys))
         with self.meta.tx() as con:
             need = self._bump_hwm(con, ids, s, bounds)
         return self._query_states(batch, s, bounds, need) if need else {}
 
     def _bump_hwm(
-        self, con: sqlite3.Connection, ids: list[int], s: engine.Summaries, bounds: np.ndarray
+        self, con: Conn, ids: list[int], s: engine.Summaries, bounds: np.ndarray
     ) -> list[int]:
         """Raise each series' attempted-label mark; return the keys that may have stored state."""
         sql = "SELECT series_id, label FROM influx_hwm WHERE series_id IN ({marks})"
@@ -130,7 +130,8 @@ class InfluxStore(Store):
         if new:
             con.executemany(
                 "INSERT INTO influx_hwm (series_id, label) VALUES (?, ?) "
-                "ON CONFLICT(series_id) DO UPDATE SET label=max(label, excluded.label)",
+                "ON CONFLICT(series_id) DO UPDATE SET label=CASE WHEN excluded.label > "
+                "influx_hwm.label THEN excluded.label ELSE influx_hwm.label END",
                 list(new.items()),
             )
         return need
@@ -168,8 +169,9 @@ class InfluxStore(Store):
                     stored[(k, int(t) + engine.WINDOW)] = codec.unpack_state(pts, pv, blob)
         return stored
 
-    def write_windows(self, tx: None, batch: Batch, ids: list[int], rows: Rows) -> None:
+    def write_windows(self, tx: object, batch: Batch, ids: list[int], rows: Rows) -> None:
         body = self._lines(batch, rows)
+        self.locks.check(tx)  # a lock lost with its session (PostgreSQL restarted) stops here
         if body:
             self.http.write(body, self.db, RP_30S, "s")
 
@@ -201,7 +203,7 @@ class InfluxStore(Store):
             out.append(f'{key}{fields}{unit_field},segs="{segs}" {label[i] - engine.WINDOW}\n')
         return "".join(out).encode()
 
-    def write_raw(self, tx: None, batch: Batch, ids: list[int]) -> None:
+    def write_raw(self, tx: object, batch: Batch, ids: list[int]) -> None:
         keys = [series_key(m, batch.host, tags) for m, tags in batch.keys]
         body = "".join(
             f"{keys[k]} value={fmt_float(v)} {to_ns(t)}\n"

@@ -54,6 +54,9 @@ class HostLocks:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.02)
 
+    def check(self, slot: int) -> None:
+        """A flock lives as long as this process: nothing can take it away."""
+
     def release(self, slot: int) -> None:
         fcntl.flock(self._fd(slot), fcntl.LOCK_UN)
         self._thread_locks[slot].release()
