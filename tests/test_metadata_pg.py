@@ -213,6 +213,8 @@ def test_postgres_down_is_503_then_writes_go_on(influxd, postgres, tmp_path):
     try:
         r = c.samples("web-1", [{"metric": "cpu", "points": [[t0 + 61, 3.0]]}])
         assert r.status_code == 503 and r.headers["Retry-After"]
+        assert c.get("/readyz").status_code == 503
+        assert c.get("/healthz").status_code == 200
     finally:
         postgres.start()
     deadline = time.monotonic() + 20

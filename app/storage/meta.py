@@ -219,6 +219,10 @@ class MetaStore:
         with self.db.tx() as con:
             con.execute("DELETE FROM nodes WHERE id=?", (node,))
 
+    def ping(self) -> None:
+        """Raise StorageUnavailable unless the metadata database answers now."""
+        self.db.read("SELECT 1")
+
     def close(self) -> None:
         self.db.close()
 

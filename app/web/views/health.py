@@ -16,6 +16,7 @@ def healthz() -> dict:
 
 @endpoint(bp, "GET /readyz", None, StatusOut, errors=(503,), e503="storage unreachable")
 def readyz() -> dict:
-    """Storage answers now: 200, else 503 with Retry-After."""
+    """Storage and the metadata database answer now: 200, else 503 with Retry-After."""
     ext().store.ping()
+    ext().meta.ping()
     return {"status": "ready"}
