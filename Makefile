@@ -69,9 +69,10 @@ bench-load: $(STAMP) ## 500 simulated agents x 40 series for 10 min on SQLite an
 	$(BIN)/python bench/load.py --store sqlite
 	$(BIN)/python bench/load.py --store influxdb
 
-bench-faults: $(STAMP) ## under load: worker SIGKILL, influxd SIGKILL + restart, 5-min agent outage + SIGKILL
+bench-faults: $(STAMP) ## under load: worker SIGKILL, influxd and PostgreSQL SIGKILL + restart, 5-min agent outage + SIGKILL
 	$(BIN)/python bench/load.py --fault worker-kill --duration 180 --fault-at 61 --warmup 30
 	$(BIN)/python bench/load.py --store influxdb --fault influx-restart --outage 60 --duration 300 --fault-at 100 --warmup 30
+	$(BIN)/python bench/load.py --store influxdb --fault postgres-restart --outage 30 --duration 180 --fault-at 60 --warmup 30
 	$(BIN)/python bench/load.py --fault agent-outage --outage 300
 
 fuzz: $(STAMP) ## schemathesis fuzz from the OpenAPI against a real gunicorn

@@ -4,6 +4,7 @@
     python bench/load.py --duration 60 --speed 10         # 10x real time (timestamps in the past)
     python bench/load.py --fault worker-kill              # SIGKILL a gunicorn worker mid-load
     python bench/load.py --store influxdb --fault influx-restart   # needs influxd on PATH
+    python bench/load.py --store influxdb --fault postgres-restart # metadata on PostgreSQL
     python bench/load.py --fault agent-outage --outage 300         # the real agent, 5-min outage
 
 Each simulated host sends, right after each 30-s window closes, one gzip batch of 40 series x
@@ -30,15 +31,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.ingest import ADMIN, start_api  # noqa: E402
+from bench.ingest import ADMIN, BENCH_ENV  # noqa: E402
 from harness.fleet import WINDOW, LoadConfig, create_tokens, run_load  # noqa: E402
 from harness.influxd import Influxd, kill_influxd  # noqa: E402
 from harness.outage import agent_outage  # noqa: E402
+from harness.postgres import Postgres  # noqa: E402
 from harness.procs import RssSampler, worker_pids  # noqa: E402
-from harness.server import LiveApi, stop_gunicorn  # noqa: E402
+from harness.server import LiveApi, start_gunicorn, stop_gunicorn  # noqa: E402
 from harness.zeroloss import stored_influx, stored_sqlite  # noqa: E402
 
-FAULTS = ["none", "worker-kill", "influx-restart", "agent-outage"]
+FAULTS = ["none", "worker-kill", "influx-restart", "postgres-restart", "agent-outage"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--fault agent-outage compares windows in the SQLite store: use --store sqlite")
     if args.fault == "influx-restart" and (args.store != "influxdb" or args.storage_url):
         p.error("--fault influx-restart needs --store influxdb with the bench's own influxd")
+    if args.fault == "postgres-restart" and args.store != "influxdb":
+        p.error("--fault postgres-restart needs --store influxdb (PostgreSQL metadata)")
     return args
 
 
@@ -92,7 +96,18 @@ def restart_influxd(influxd: Influxd, down: float) -> None:
     print("influxd started", flush=True)
 
 
-def inject_fault(args: argparse.Namespace, master_pid: int, influxd: Influxd | None) -> None:
+def restart_postgres(pg: Postgres, down: float) -> None:
+    """SIGKILL PostgreSQL (a crash, recovered from its WAL), leave it down, start it again."""
+    pg.kill()
+    print("postgres killed (SIGKILL)", flush=True)
+    time.sleep(down)
+    pg.start()
+    print("postgres started", flush=True)
+
+
+def inject_fault(
+    args: argparse.Namespace, master_pid: int, influxd: Influxd | None, pg: Postgres | None = None
+) -> None:
     """At ``--fault-at`` (default a third in), the chosen fault; none for ``--fault none``."""
     fault_at = args.fault_at if args.fault_at is not None else args.duration / 3
     if args.fault == "none":
@@ -100,6 +115,8 @@ def inject_fault(args: argparse.Namespace, master_pid: int, influxd: Influxd | N
     time.sleep(fault_at)
     if args.fault == "worker-kill":
         kill_a_worker(master_pid)
+    elif pg is not None:
+        restart_postgres(pg, min(args.outage, args.duration / 3))
     elif influxd is not None:
         restart_influxd(influxd, min(args.outage, args.duration / 3))
 
@@ -126,7 +143,12 @@ def run_agent_outage(args: argparse.Namespace, api: LiveApi, db: Path | None, wo
 
 
 def load_under_fault(
-    args: argparse.Namespace, api: LiveApi, url: str, db: Path | None, influxd: Influxd | None
+    args: argparse.Namespace,
+    api: LiveApi,
+    url: str,
+    db: Path | None,
+    influxd: Influxd | None,
+    pg: Postgres | None = None,
 ) -> dict:
     """The fleet against the API with RSS sampled and the fault injected; then the stored check."""
     cfg = LoadConfig(
@@ -142,7 +164,7 @@ def load_under_fault(
     th = threading.Thread(target=lambda: res.update(run_load(api.url, tokens, cfg)))
     with RssSampler(api.proc.pid, 5.0) as rss:
         th.start()
-        inject_fault(args, api.proc.pid, influxd)
+        inject_fault(args, api.proc.pid, influxd, pg)
         th.join()
     res.update(rss.summary(args.warmup))
     stored = stored_sqlite(db) if db else stored_influx(url)
@@ -186,18 +208,22 @@ def main() -> None:
             influxd = Influxd(work / "influxd", shutil.which("influxd") or "influxd")
             influxd.start()
             url, db = influxd.new_db_url(), None
-        api = start_api(url, work, args.workers)
+        pg = Postgres() if args.fault == "postgres-restart" else None
+        env = {**BENCH_ENV, "FLEETPULSE_METADATA_URL": pg.new_db_url()} if pg else BENCH_ENV
+        api = start_gunicorn(work, args.workers, env_extra=env, storage_url=url, admin=ADMIN)
         try:
             if args.fault == "agent-outage":
                 ok = run_agent_outage(args, api, db, work)
             else:
-                res = load_under_fault(args, api, url, db, influxd)
+                res = load_under_fault(args, api, url, db, influxd, pg)
                 report(args, res)
                 ok = bool(res["zero_loss"])
         finally:
             stop_gunicorn(api.proc)
             if influxd is not None:
                 influxd.stop()
+            if pg is not None:
+                pg.close()
     sys.exit(0 if ok else 1)
 
 

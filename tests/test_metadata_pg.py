@@ -228,3 +228,17 @@ def test_postgres_down_is_503_then_writes_go_on(influxd, postgres, tmp_path):
     assert sum(p["count"] for p in got) == 3
     with psycopg.connect(url) as con:
         assert con.execute("SELECT count(*) FROM series").fetchone()[0] == 1
+
+
+def test_workers_heartbeat_keeps_their_node_live(pg_url):
+    from app.web.nodes import Heartbeat
+
+    meta = MetaStore(pg_url)
+    meta.join("a:1", {"FLEETPULSE_HOLD": "90s"}, time.time() - 40)
+    beat = Heartbeat(meta, "a:1", every=0.05)
+    beat.start()
+    time.sleep(0.5)
+    beat.stop()
+    with pytest.raises(NodeMismatch, match="'a:1' \\(seen 0 s ago\\)"):
+        meta.join("b:1", {"FLEETPULSE_HOLD": "60s"}, time.time())
+    meta.close()

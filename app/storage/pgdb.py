@@ -159,9 +159,11 @@ class PgHostLocks:
         except UNAVAILABLE as e:
             raise StorageUnavailable(f"metadata database: {e}") from e
         try:
-            ms = max(1, int(timeout * 1000))
-            con.execute("SELECT set_config('lock_timeout', %s, false)", (f"{ms}ms",))
-            con.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, host))
+            # One round trip; a timed-out statement also undoes its set_config.
+            con.execute(
+                "SELECT set_config('lock_timeout', %s, false), pg_advisory_lock(%s, hashtext(%s))",
+                (f"{max(1, int(timeout * 1000))}ms", LOCK_CLASS, host),
+            )
         except psycopg.errors.LockNotAvailable as e:
             _give_back(pool, con)
             raise StorageUnavailable("another request for this host is still being stored") from e

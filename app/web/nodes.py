@@ -11,6 +11,7 @@ import time
 from app.core.errors import StorageUnavailable
 from app.storage.meta import MetaStore, NodeMismatch
 from app.storage.metadb import is_shared
+from app.web.jobs import Background
 from app.web.settings import Settings
 
 log = logging.getLogger("fleetpulse.nodes")
@@ -59,26 +60,16 @@ def leave(settings: Settings, node: str) -> None:
         meta.close()
 
 
-class Heartbeat:
+class Heartbeat(Background):
     """A worker's thread that keeps its node's row fresh; missed beats are only logged."""
 
     def __init__(self, meta: MetaStore, node: str, every: float = BEAT) -> None:
+        super().__init__("fleetpulse-beat", self._loop)
         self.meta, self.node, self.every = meta, node, every
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="fleetpulse-beat", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
+    def _loop(self, stop: threading.Event) -> None:
         failing = False
-        while not self._stop.wait(self.every):
+        while not stop.wait(self.every):
             try:
                 self.meta.beat(self.node, time.time())
                 failing = False
