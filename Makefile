@@ -113,9 +113,10 @@ diagram: ## regenerate architecture_diagram.png from architecture_diagram.dot
 # read these files the same way.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-compose-check: ## validate both compose stacks offline, with sample.env's values (no .env needed)
+compose-check: ## validate the compose stacks offline, with sample.env's values (no .env needed)
 	$(COMPOSE) --env-file sample.env -f docker-compose.yml config -q
 	$(COMPOSE) --env-file sample.env -f docker-compose.yml -f docker-compose.influxdb1.yml config -q
+	$(COMPOSE) --env-file sample.env -f docker-compose.ha.yml config -q
 
 clean: ## remove the venv and local data
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

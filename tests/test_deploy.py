@@ -33,6 +33,7 @@ from harness.net import free_port
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_1X = ROOT / "docker-compose.influxdb1.yml"
+COMPOSE_HA = ROOT / "docker-compose.ha.yml"  # several API nodes: tests/test_deploy_ha.py
 SAMPLE_ENV = ROOT / "sample.env"
 DOCKERFILE = ROOT / "Dockerfile"
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -260,7 +261,7 @@ def test_influxdb_1x_variant(compose, compose_1x):
 def test_every_compose_variable_is_documented_in_sample_env():
     documented = sample_env()
     text = SAMPLE_ENV.read_text()
-    for path in (COMPOSE, COMPOSE_1X):
+    for path in (COMPOSE, COMPOSE_1X, COMPOSE_HA):
         for var in compose_vars(path.read_text()):
             assert var in documented, f"{path.name} uses ${{{var}}}: document it in sample.env"
             # a comment line right above the variable or its group explains it
@@ -284,11 +285,12 @@ REQUIRED = {
     "FLEETPULSE_AGENT_TOKEN",
     "GRAFANA_ADMIN_PASSWORD",
     "INFLUXDB_READ_PASSWORD",
+    "POSTGRES_PASSWORD",
 }
 
 
 def test_no_secret_is_written_into_the_compose_files():
-    for path in (COMPOSE, COMPOSE_1X):
+    for path in (COMPOSE, COMPOSE_1X, COMPOSE_HA):
         doc = load_yaml(path)
         for name, svc in doc["services"].items():
             for key, value in env_list_to_dict(svc.get("environment")).items():
@@ -300,9 +302,9 @@ def test_no_secret_is_written_into_the_compose_files():
 
 
 def test_required_secrets_stop_compose_with_a_message():
-    """Every use of a required variable is `${VAR:?...}`, in both files."""
+    """Every use of a required variable is `${VAR:?...}`, in every file."""
     seen = set()
-    for path in (COMPOSE, COMPOSE_1X):
+    for path in (COMPOSE, COMPOSE_1X, COMPOSE_HA):
         for m in re.finditer(r"\$\{([A-Z0-9_]+)([^}]*)\}", path.read_text()):
             if m.group(1) in REQUIRED:
                 seen.add(m.group(1))
@@ -354,8 +356,12 @@ def test_docker_compose_config_is_valid(files, tmp_path):
 
 @pytest.mark.parametrize(
     "files",
-    [("docker-compose.yml",), ("docker-compose.yml", "docker-compose.influxdb1.yml")],
-    ids=["influxdb2", "influxdb1"],
+    [
+        ("docker-compose.yml",),
+        ("docker-compose.yml", "docker-compose.influxdb1.yml"),
+        ("docker-compose.ha.yml",),
+    ],
+    ids=["influxdb2", "influxdb1", "ha"],
 )
 def test_docker_compose_config_without_env_stops_naming_the_variable(files, tmp_path):
     """No `.env`: compose refuses, naming a missing secret, instead of starting blank ones."""
@@ -381,7 +387,7 @@ def test_docker_compose_config_without_env_stops_naming_the_variable(files, tmp_
 
 
 def test_make_compose_check_validates_both_files_with_sample_env(tmp_path):
-    """`make compose-check` passes in CI (no .env there): both stacks, with sample.env."""
+    """`make compose-check` passes in CI (no .env there): every stack, with sample.env."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     docker_compose()
@@ -396,9 +402,10 @@ def test_make_compose_check_validates_both_files_with_sample_env(tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     commands = [line for line in run.stdout.splitlines() if " config" in line]
-    assert len(commands) == 2, run.stdout
+    assert len(commands) == 3, run.stdout
     assert all("--env-file sample.env" in c for c in commands), run.stdout
     assert "docker-compose.influxdb1.yml" in commands[1], run.stdout
+    assert "docker-compose.ha.yml" in commands[2], run.stdout
 
 
 # --- Grafana provisioning -------------------------------------------------------------
