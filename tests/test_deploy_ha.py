@@ -6,8 +6,8 @@ nodes: both nodes get requests, headers and large gzipped bodies pass untouched,
 node took and died on is retried on the other, writes read back exactly, and with no node
 left the balancer answers the contract's 503 with Retry-After.
 
-The nodes share one store and one metadata database; which ones is `node_settings`'s
-choice (an SQLite file for each today; the PostgreSQL metadata URL plugs in there).
+The nodes share one InfluxDB database and one PostgreSQL metadata database (`node_settings`),
+as docker-compose.ha.yml runs them.
 """
 
 from __future__ import annotations
@@ -124,13 +124,12 @@ def test_ha_third_party_images_are_pinned_to_exact_versions(ha):
 def test_api_nodes_are_the_single_node_api_with_shared_metadata(ha):
     single = load_yaml(COMPOSE)["services"]["api"]
     want = env_list_to_dict(single["environment"])
-    del want["FLEETPULSE_METADATA_PATH"]  # an SQLite file under /data: one node only
+    del want["FLEETPULSE_METADATA_URL"]  # an SQLite file under /data: one node only
     for name in NODES:
         node = ha["services"][name]
         assert node["build"] == single["build"] and node["image"] == single["image"]
         env = env_list_to_dict(node["environment"])
         assert env.pop("FLEETPULSE_METADATA_URL").startswith("postgresql://")
-        assert env.pop("FLEETPULSE_METADATA_PATH") == "", "blank the image's SQLite default"
         assert env == want, f"{name}: the settings of docker-compose.yml's api, no more"
         assert not node.get("ports"), f"{name}: clients go through the balancer"
         for dep in ("postgres", "influxdb"):
@@ -257,16 +256,13 @@ class NodeSettings:
 
 
 @pytest.fixture
-def node_settings(tmp_path: Path) -> NodeSettings:
-    """One SQLite store and one SQLite metadata file shared by the nodes, for now. With the
-    PostgreSQL metadata: ``FLEETPULSE_METADATA_URL=postgresql://...`` here (and an influxd
-    store), and the nodes are what docker-compose.ha.yml runs."""
-    shared = tmp_path / "shared"
-    shared.mkdir()
+def node_settings(influxd, pg_url: str) -> NodeSettings:
+    """What docker-compose.ha.yml runs: one InfluxDB database and one PostgreSQL metadata
+    database shared by the nodes."""
     return NodeSettings(
-        storage_url=f"sqlite:///{shared / 'store.db'}",
+        storage_url=influxd.new_db_url(),
         env={
-            "FLEETPULSE_METADATA_PATH": str(shared / "meta.db"),
+            "FLEETPULSE_METADATA_URL": pg_url,
             # No background job: a node frozen by a test must hold no database lock.
             "FLEETPULSE_JOBS": "false",
         },
