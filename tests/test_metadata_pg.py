@@ -130,6 +130,8 @@ def test_processes_sharing_postgres_split_batches_equal_one_batch(influxd, pg_ur
     assert got.count.tolist() == want.count.tolist()
     assert got.integral.tolist() == pytest.approx(want.integral.tolist(), abs=1e-9)
     assert got.covered.tolist() == pytest.approx(want.covered.tolist(), abs=1e-9)
+    a.close()
+    b.close()
 
 
 def test_a_held_host_lock_times_out_as_unavailable(pg_url):

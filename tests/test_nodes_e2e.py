@@ -121,6 +121,7 @@ def assert_same_windows(fleet: Fleet, want_store, data: dict, t0: int, seconds: 
                     ), (host, metric, f)
     finally:
         got_store.close()
+        want_store.close()
 
 
 def test_tokens_made_or_revoked_on_one_node_hold_on_the_other(fleet):

@@ -24,6 +24,7 @@ from app.core.errors import StorageUnavailable
 log = logging.getLogger(__name__)
 
 POOL_MAX = 8  # per worker: a sync worker uses one or two at a time, plus its job thread
+POOL_WAIT = 2.0  # seconds a request waits for a connection: only an outage makes it wait
 LOCK_CLASS = 1  # advisory lock namespace (classid) of the per-host write locks
 TX_LOCK_CLASS = 2  # ... of the transaction locks of ``exclusive``
 SCHEMA_LOCK = 0  # advisory lock held while creating the schema (nodes start together)
@@ -100,7 +101,7 @@ class PostgresDB:
                 self.url,
                 min_size=1,
                 max_size=POOL_MAX,
-                timeout=self.timeout,
+                timeout=min(self.timeout, POOL_WAIT),
                 kwargs={"autocommit": True, **KEEPALIVE},
                 name=f"fleetpulse-meta-{self._pid}",
                 open=False,
