@@ -6,10 +6,12 @@ import os
 
 wsgi_app = "app.wsgi:application"
 bind = [os.environ.get("FLEETPULSE_BIND") or "0.0.0.0:8000"]
-# Sync workers: the work per request is CPU (JSON, numpy, SQLite), so one process per core,
-# plus one to cover I/O waits; FLEETPULSE_WORKERS overrides.
+# One process per core, plus one to cover I/O waits (FLEETPULSE_WORKERS overrides), each with
+# FLEETPULSE_THREADS threads (gthread: keep-alive connections, and requests of one worker that
+# wait on InfluxDB at the same time share one /write, see app/storage/influxdb/group.py).
 workers = int(os.environ.get("FLEETPULSE_WORKERS") or multiprocessing.cpu_count() + 1)
-worker_class = "sync"
+worker_class = "gthread"
+threads = int(os.environ.get("FLEETPULSE_THREADS") or 4)
 # Never preload: the app opens SQLite, and an SQLite connection (or its lock state) carried
 # across fork() into workers corrupts concurrent writes. Each worker builds its own app.
 preload_app = False
