@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
+import requests
+
 from bench import ingest
 from harness.influxd import Influxd
 
@@ -87,13 +89,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def write_calls(server: Influxd) -> int:
+    """How many /write calls influxd has served (its own counter, /debug/vars)."""
+    stats = requests.get(server.http_url + "/debug/vars", timeout=10).json()
+    return sum(v["values"].get("writeReq", 0) for k, v in stats.items() if k.startswith("httpd"))
+
+
 def with_influxd_cpu(server: Influxd, run: Callable[[], dict]) -> dict:
-    """``run()``'s result with influxd's CPU microseconds per accepted sample during it."""
-    before = cpu_seconds(server.proc.pid)
+    """``run()``'s result with influxd's CPU microseconds per accepted sample during it, and
+    its /write calls per request (below 1 on the API path: requests shared writes)."""
+    before, calls = cpu_seconds(server.proc.pid), write_calls(server)
     res = run()
-    res["influxd_us_per_sample"] = (
-        1e6 * (cpu_seconds(server.proc.pid) - before) / max(res["accepted"], 1)
-    )
+    used = cpu_seconds(server.proc.pid) - before
+    res["influxd_us_per_sample"] = 1e6 * used / max(res["accepted"], 1)
+    res["writes_per_request"] = (write_calls(server) - calls) / max(res["requests"], 1)
     return res
 
 
@@ -124,6 +133,7 @@ def run_influx_bench(
         f"api {api['samples_per_s']:,.0f} samples/s vs raw baseline {baseline:,.0f} samples/s "
         f"(mean of before/after): ratio {ratio:.2f} (target >= 1.00); influxd CPU per sample: "
         f"api {api['influxd_us_per_sample']:.2f} us, raw {before['influxd_us_per_sample']:.2f} / "
-        f"{after['influxd_us_per_sample']:.2f} us; load average {os.getloadavg()[0]:.2f}"
+        f"{after['influxd_us_per_sample']:.2f} us; influxd /write calls per API request "
+        f"{api['writes_per_request']:.2f}; load average {os.getloadavg()[0]:.2f}"
     )
     return {"api": api, "raw_before": before, "raw_after": after, "ratio": ratio}
