@@ -69,9 +69,9 @@ class InfluxStore(Store):
         self.retention = {k: clamp_duration(k, v) for k, v in options.retention.items()}
         self.keep_raw = options.retention.get("raw", 0) > 0
         self.late_after = options.late_after
+        self.group = GroupWriter(self._write_30s)  # concurrent requests share one /write
         c = options.credentials
         self.http = InfluxHTTP(base, options.timeout, c.token, c.username, c.password)
-        self.group = GroupWriter(self._write_30s)  # concurrent requests share one /write
         self.meta = SqliteDB(options.metadata_path, REGISTRY_SCHEMA + HWM_TABLE)
         self.registry = Registry(self.meta)
         self.locks = HostLocks(Path(options.metadata_path).parent / "influx-locks")
