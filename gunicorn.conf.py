@@ -6,10 +6,14 @@ import os
 
 wsgi_app = "app.wsgi:application"
 bind = [os.environ.get("FLEETPULSE_BIND") or "0.0.0.0:8000"]
-# Sync workers: the work per request is CPU (JSON, numpy, SQLite), so one process per core,
-# plus one to cover I/O waits; FLEETPULSE_WORKERS overrides.
+# One process per core, plus one to cover I/O waits (FLEETPULSE_WORKERS overrides). Sync workers
+# by default: the work per request is CPU (JSON, numpy, SQLite) and the 2-core bench measured
+# gthread slower (bench/README.md). FLEETPULSE_THREADS > 1 gives gthread workers: keep-alive,
+# and requests of one worker that wait on InfluxDB together share one /write (group commit,
+# app/storage/influxdb/group.py), which pays where influxd's fsync or the network is slow.
 workers = int(os.environ.get("FLEETPULSE_WORKERS") or multiprocessing.cpu_count() + 1)
-worker_class = "sync"
+threads = int(os.environ.get("FLEETPULSE_THREADS") or 1)
+worker_class = "gthread" if threads > 1 else "sync"
 # Never preload: the app opens SQLite, and an SQLite connection (or its lock state) carried
 # across fork() into workers corrupts concurrent writes. Each worker builds its own app.
 preload_app = False

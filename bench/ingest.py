@@ -2,6 +2,8 @@
 
     python bench/ingest.py --store sqlite [--hosts 200 --series 40 --samples 30 --windows 3]
     python bench/ingest.py --store influxdb   # also measures direct raw line-protocol writes
+    python bench/ingest.py --store influxdb --nodes 2   # two gunicorns, one metadata location
+    python bench/ingest.py --store influxdb --nodes 2 --metadata-url postgres   # ... on PostgreSQL
 
 Prints samples/s accepted and p50/p99 request latency (and, for InfluxDB, the baseline).
 """
@@ -9,6 +11,7 @@ Prints samples/s accepted and p50/p99 request latency (and, for InfluxDB, the ba
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import http.client
 import json
@@ -31,11 +34,35 @@ ADMIN = "bench-admin"
 BENCH_ENV = {"FLEETPULSE_LOG_LEVEL": "WARNING", "FLEETPULSE_RATE_LIMIT": "0"}
 
 
-def start_api(storage_url: str, workdir: Path, workers: int, admin: str = ADMIN) -> LiveApi:
+def start_api(
+    storage_url: str, workdir: Path, workers: int, admin: str = ADMIN, env: dict | None = None
+) -> LiveApi:
     """gunicorn -c gunicorn.conf.py, as users start it (harness.server), quiet, no rate limit."""
     return start_gunicorn(
-        workdir, workers, env_extra=BENCH_ENV, storage_url=storage_url, admin=admin
+        workdir,
+        workers,
+        env_extra={**BENCH_ENV, **(env or {})},
+        storage_url=storage_url,
+        admin=admin,
     )
+
+
+def start_nodes(storage_url: str, workdir: Path, args: argparse.Namespace) -> list[LiveApi]:
+    """``args.nodes`` gunicorns on their own ports and work dirs, sharing one metadata location
+    (tokens, registry, high-water marks, write locks), as several API nodes serve one store."""
+    url = args.metadata_url or f"sqlite:///{workdir / 'meta.db'}"
+    env = {"FLEETPULSE_METADATA_URL": url}
+    nodes: list[LiveApi] = []
+    try:
+        for k in range(args.nodes):
+            d = workdir / f"node{k}"
+            d.mkdir(exist_ok=True)
+            nodes.append(start_api(storage_url, d, args.workers, env=env))
+    except BaseException:
+        for n in nodes:
+            stop_gunicorn(n.proc)
+        raise
+    return nodes
 
 
 def make_bodies(hosts: int, series: int, samples: int, windows: int, t_start: int) -> list:
@@ -92,10 +119,13 @@ def fan_out(target, arg_lists: list[tuple]) -> tuple[list, float]:
     return results, elapsed
 
 
-def drive(port: int, bodies: list, tokens: list, clients: int) -> dict:
-    """Send every body from ``clients`` processes with keep-alive connections; time it all."""
+def drive(ports: int | list[int], bodies: list, tokens: list, clients: int) -> dict:
+    """Send every body from ``clients`` processes with keep-alive connections; time it all.
+    With several ``ports`` (nodes), client i talks to node i mod n."""
+    ports = [ports] if isinstance(ports, int) else ports
     results, elapsed = fan_out(
-        _client, [(port, bodies[i::clients], tokens) for i in range(clients)]
+        _client,
+        [(ports[i % len(ports)], bodies[i::clients], tokens) for i in range(clients)],
     )
     lat = sorted(x for r in results for x in r[0])
     accepted = sum(r[2] for r in results)
@@ -128,18 +158,20 @@ def create_tokens(port: int, hosts: int) -> list[str]:
 
 
 def run_api_bench(storage_url: str, workdir: Path, args: argparse.Namespace) -> dict:
-    """The API path: gunicorn + the given store, batches from separate client processes."""
-    api = start_api(storage_url, workdir, args.workers)
-    port = api.port
+    """The API path: gunicorn (``args.nodes`` of them) + the given store, batches from
+    separate client processes spread over the nodes."""
+    nodes = start_nodes(storage_url, workdir, args)
+    ports = [n.port for n in nodes]
     try:
-        tokens = create_tokens(port, args.hosts)
+        tokens = create_tokens(ports[0], args.hosts)  # one metadata: valid on every node
         t_start = (int(time.time()) // 30 - args.windows - 2) * 30
         bodies = make_bodies(args.hosts, args.series, args.samples, args.windows, t_start)
         warm = make_bodies(min(args.hosts, 20), args.series, args.samples, 1, t_start - 600)
-        drive(port, warm, tokens, args.clients)
-        return drive(port, bodies, tokens, args.clients)
+        drive(ports, warm, tokens, args.clients)
+        return drive(ports, bodies, tokens, args.clients)
     finally:
-        stop_gunicorn(api.proc)
+        for n in nodes:
+            stop_gunicorn(n.proc)
 
 
 def main() -> None:
@@ -152,9 +184,22 @@ def main() -> None:
     p.add_argument("--windows", type=int, default=3, help="30-s batches per host")
     p.add_argument("--workers", type=int, default=(os.cpu_count() or 1) + 1)
     p.add_argument("--clients", type=int, default=4, help="client processes")
+    p.add_argument("--nodes", type=int, default=1, help="gunicorn API nodes (separate ports)")
+    p.add_argument(
+        "--metadata-url",
+        default="",
+        help="metadata shared by the nodes (default: sqlite:///TMP/meta.db; 'postgres': start "
+        "a real PostgreSQL in the temp dir, as harness/postgres.py does for the tests)",
+    )
     args = p.parse_args()
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
         work = Path(d)
+        if args.metadata_url == "postgres":
+            from harness.postgres import Postgres
+
+            pg = Postgres()
+            stack.callback(pg.close)
+            args.metadata_url = pg.new_db_url()
         if args.store == "sqlite":
             res = run_api_bench(f"sqlite:///{work}/bench.db", work, args)
             print_result("api -> sqlite", res)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import http.client
 import multiprocessing as mp
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
+
+import requests
 
 from bench import ingest
 from harness.influxd import Influxd
@@ -79,6 +82,30 @@ def run_raw_baseline(server: Influxd, db: str, args: argparse.Namespace) -> dict
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc), to split the work."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def write_calls(server: Influxd) -> int:
+    """How many /write calls influxd has served (its own counter, /debug/vars)."""
+    stats = requests.get(server.http_url + "/debug/vars", timeout=10).json()
+    return sum(v["values"].get("writeReq", 0) for k, v in stats.items() if k.startswith("httpd"))
+
+
+def with_influxd_cpu(server: Influxd, run: Callable[[], dict]) -> dict:
+    """``run()``'s result with influxd's CPU microseconds per accepted sample during it, and
+    its /write calls per request (below 1 on the API path: requests shared writes)."""
+    before, calls = cpu_seconds(server.proc.pid), write_calls(server)
+    res = run()
+    used = cpu_seconds(server.proc.pid) - before
+    res["influxd_us_per_sample"] = 1e6 * used / max(res["accepted"], 1)
+    res["writes_per_request"] = (write_calls(server) - calls) / max(res["requests"], 1)
+    return res
+
+
 def run_influx_bench(
     args: argparse.Namespace,
     work: Path,
@@ -91,11 +118,12 @@ def run_influx_bench(
     server = Influxd(d)
     server.start()
     try:
-        before = run_raw_baseline(server, "raw_before", args)
+        url = f"influxdb://127.0.0.1:{server.port}/fleetpulse"
+        before = with_influxd_cpu(server, lambda: run_raw_baseline(server, "raw_before", args))
         print_result("raw line protocol -> influxd (before)", before)
-        api = run_api_bench(f"influxdb://127.0.0.1:{server.port}/fleetpulse", work, args)
-        print_result("api -> influxdb", api)
-        after = run_raw_baseline(server, "raw_after", args)
+        api = with_influxd_cpu(server, lambda: run_api_bench(url, work, args))
+        print_result(f"api -> influxdb ({args.nodes} node(s))", api)
+        after = with_influxd_cpu(server, lambda: run_raw_baseline(server, "raw_after", args))
         print_result("raw line protocol -> influxd (after)", after)
     finally:
         server.stop()
@@ -103,6 +131,9 @@ def run_influx_bench(
     ratio = api["samples_per_s"] / baseline
     print(
         f"api {api['samples_per_s']:,.0f} samples/s vs raw baseline {baseline:,.0f} samples/s "
-        f"(mean of before/after): ratio {ratio:.2f} (target >= 1.00)"
+        f"(mean of before/after): ratio {ratio:.2f} (target >= 1.00); influxd CPU per sample: "
+        f"api {api['influxd_us_per_sample']:.2f} us, raw {before['influxd_us_per_sample']:.2f} / "
+        f"{after['influxd_us_per_sample']:.2f} us; influxd /write calls per API request "
+        f"{api['writes_per_request']:.2f}; load average {os.getloadavg()[0]:.2f}"
     )
     return {"api": api, "raw_before": before, "raw_after": after, "ratio": ratio}

@@ -558,14 +558,17 @@ def test_flux_task_text():
 
 
 @pytest.mark.e2e
-def test_gunicorn_workers_merge_the_same_windows_concurrently(influxd, tmp_path):
-    """3 gunicorn workers on influxd; pieces of the same windows POSTed at once from 6
-    threads (so several workers merge one window together) equal one whole batch."""
+@pytest.mark.parametrize("threads", [1, 4])
+def test_gunicorn_workers_merge_the_same_windows_concurrently(influxd, tmp_path, threads):
+    """3 gunicorn workers on influxd (sync, and gthread with group commit); pieces of the same
+    windows POSTed at once from 6 threads (so several workers merge one window together) equal
+    one whole batch."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tests.conftest import start_gunicorn, stop_gunicorn
 
-    api = start_gunicorn(tmp_path, workers=3, storage_url=influxd.new_db_url())
+    env = {"FLEETPULSE_THREADS": str(threads)}
+    api = start_gunicorn(tmp_path, workers=3, storage_url=influxd.new_db_url(), env_extra=env)
     try:
         assert api.request("GET", "/readyz").status_code == 200
         t0 = now30() - 600

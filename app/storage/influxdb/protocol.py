@@ -159,7 +159,7 @@ class InfluxHTTP:
             self._pool = cls(
                 self.host,
                 self.port,
-                maxsize=4,
+                maxsize=16,  # gthread workers: one connection per busy thread
                 block=False,
                 timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
                 retries=False,

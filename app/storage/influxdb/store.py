@@ -21,6 +21,7 @@ from app.core import codec, engine
 from app.core.errors import StorageUnavailable
 from app.core.records import Batch, Query, SeriesPoints, Windows
 from app.storage.base import Rows, Store, Stored, series_bounds, windows_from_rows
+from app.storage.influxdb.group import GroupWriter
 from app.storage.influxdb.layout import (
     POINT_FIELDS,
     RP_30M,
@@ -67,6 +68,7 @@ class InfluxStore(Store):
         self.retention = {k: clamp_duration(k, v) for k, v in options.retention.items()}
         self.keep_raw = options.retention.get("raw", 0) > 0
         self.late_after = options.late_after
+        self.group = GroupWriter(self._write_30s)  # concurrent requests share one /write
         c = options.credentials
         self.http = InfluxHTTP(base, options.timeout, c.token, c.username, c.password)
         self.meta = open_metadata(options.metadata_url, REGISTRY_SCHEMA + HWM_TABLE, self.timeout)
@@ -172,35 +174,37 @@ class InfluxStore(Store):
     def write_windows(self, tx: object, batch: Batch, ids: list[int], rows: Rows) -> None:
         body = self._lines(batch, rows)
         self.locks.check(tx)  # a lock lost with its session (PostgreSQL restarted) stops here
-        if body:
-            self.http.write(body, self.db, RP_30S, "s")
+        if body:  # stored before the host's lock is released: the shared write has answered
+            self.group.write(body, self.http.remaining())
+
+    def _write_30s(self, body: bytes) -> None:
+        self.http.write(body, self.db, RP_30S, "s")
 
     def _lines(self, batch: Batch, rows: Rows) -> bytes:
-        """One line per window with covered > 0, in the fixed field layout."""
+        """One line per window with covered > 0, in the fixed field layout. Floats are written
+        as ``repr`` of Python floats (``fmt_float``'s text, inlined: this loop is per window)."""
         prefix = []
         for (metric, tags), unit in zip(batch.keys, batch.units, strict=True):
             extra = "" if unit is None else f",unit={escape_string_field(unit)}"
             prefix.append((series_key(metric, batch.host, tags) + " ", extra, unit == "W"))
-        w, st = rows.windows, rows.states
-        cols = [c.tolist() for c in (w.mean, w.min, w.max, w.last, w.covered, w.integral)]
-        count, label, sid = w.count.tolist(), w.time.tolist(), rows.merged.sid.tolist()
+        w, st, keep = rows.windows, rows.states, rows.keep
+        fields = (w.mean, w.min, w.max, w.last, w.count, w.covered, w.integral, w.time)
+        cols = [c[keep].tolist() for c in (*fields, rows.merged.sid)]
         out = []
-        for i in rows.keep.tolist():
-            key, unit_field, watts = prefix[sid[i]]
-            mean, vmin, vmax, last, covered, integral = (c[i] for c in cols)
-            fields = (
-                f"mean={fmt_float(mean)},min={fmt_float(vmin)},max={fmt_float(vmax)},"
-                f"last={fmt_float(last)},count={count[i]}i,covered={fmt_float(covered)},"
-                f"integral={fmt_float(integral)}"
+        for i, mean, vmin, vmax, last, count, covered, integral, label, sid in zip(
+            keep.tolist(), *cols, strict=True
+        ):
+            key, unit_field, watts = prefix[sid]
+            line = (
+                f"{key}mean={mean!r},min={vmin!r},max={vmax!r},last={last!r},count={count}i,"
+                f"covered={covered!r},integral={integral!r}"
             )
             if watts:
-                fields += f",energy_wh={fmt_float(integral / 3600.0)}"
+                line += f",energy_wh={integral / 3600.0!r}"
             if not math.isnan(st.prev_ts[i]):
-                fields += (
-                    f",prev_ts={fmt_float(st.prev_ts[i])},prev_val={fmt_float(st.prev_val[i])}"
-                )
+                line += f",prev_ts={fmt_float(st.prev_ts[i])},prev_val={fmt_float(st.prev_val[i])}"
             segs = base64.b64encode(st.segs[i]).decode()
-            out.append(f'{key}{fields}{unit_field},segs="{segs}" {label[i] - engine.WINDOW}\n')
+            out.append(f'{line}{unit_field},segs="{segs}" {label - engine.WINDOW}\n')
         return "".join(out).encode()
 
     def write_raw(self, tx: object, batch: Batch, ids: list[int]) -> None:
