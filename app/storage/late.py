@@ -10,7 +10,7 @@ marked, so nothing extra is written or read.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 
@@ -54,10 +54,12 @@ class LateMarks:
     def mark(self, con: Conn, pairs: list[tuple[int, int]]) -> None:
         """Mark windows late, inside the write's registry transaction; marking again counts up
         (a counter, not a clock: a clock stepped back must not make a new mark look old)."""
-        con.executemany(
-            "INSERT INTO late30m (series_id, label, marked) VALUES (?, ?, 1) "
-            "ON CONFLICT(series_id, label) DO UPDATE SET marked=late30m.marked + 1",
-            pairs,
+        self.db.values(
+            con,
+            "INSERT INTO late30m (series_id, label, marked)",
+            "ON CONFLICT(series_id, label) DO UPDATE SET marked=late30m.marked + excluded.marked",
+            [(sid, label, n) for (sid, label), n in Counter(pairs).items()],  # one row a key
+            ("bigint", "bigint", "bigint"),
         )
 
     def pending(self, ids: list[int], start: float, end: float) -> dict[int, set[int]]:

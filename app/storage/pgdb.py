@@ -126,6 +126,26 @@ class PostgresDB:
         with self.connection() as con, con.transaction():
             yield PgConn(con)
 
+    @contextlib.contextmanager
+    def section_tx(self, lock: tuple[psycopg.Connection, str]) -> Iterator[PgConn]:
+        """A transaction on the connection that holds the host's lock (no second one)."""
+        con = lock[0]
+        try:
+            with con.transaction():
+                yield PgConn(con)
+        except UNAVAILABLE as e:
+            raise StorageUnavailable(f"metadata database: {e}") from e
+
+    def values(self, con: PgConn, head: str, tail: str, rows: list[tuple], types: tuple) -> None:
+        """``head`` rows ``tail`` as one statement over arrays (``unnest``), whatever the number
+        of rows: one short statement text, so it is parsed and prepared once."""
+        if not rows:
+            return
+        cols = ", ".join(f"column{k + 1}" for k in range(len(types)))
+        arrays = ", ".join(f"%b::{t}[]" for t in types)  # binary arrays: no text per number
+        sql = f"{pg_sql(head)} SELECT * FROM unnest({arrays}) AS u({cols}) {pg_sql(tail)}"
+        con.con.execute(sql, [list(col) for col in zip(*rows, strict=True)])
+
     def read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self.connection() as con:
             return con.execute(pg_sql(sql), args or None).fetchall()

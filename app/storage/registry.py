@@ -103,10 +103,13 @@ class Registry:
 
     def update_latest(self, con: Conn, ids: list[int], ts: list[float], vals: list[float]) -> None:
         """Keep the newest sample per series; older retries never move it back."""
-        con.executemany(
-            "UPDATE series SET last_ts=?, last_value=? WHERE id=? AND "
-            "(last_ts IS NULL OR last_ts <= ?)",
-            [(t, v, i, t) for i, t, v in zip(ids, ts, vals, strict=True)],
+        self.db.values(
+            con,
+            "UPDATE series SET last_ts = v.column2, last_value = v.column3 FROM (",
+            ") AS v WHERE series.id = v.column1 "
+            "AND (series.last_ts IS NULL OR series.last_ts <= v.column2)",
+            list(dict(zip(ids, zip(ids, ts, vals, strict=True), strict=True)).values()),
+            ("bigint", "float8", "float8"),
         )
 
     def latest(self, con: Conn, ids: list[int]) -> dict[int, tuple[float, float]]:

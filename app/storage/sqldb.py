@@ -71,6 +71,23 @@ class SqliteDB:
                 raise _translate(e) from e
             raise
 
+    def section_tx(self, lock: object) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A write transaction inside a host's write section (the flock is separate)."""
+        return self.tx()
+
+    def values(
+        self, con: sqlite3.Connection, head: str, tail: str, rows: list[tuple], types: tuple
+    ) -> None:
+        """``head VALUES (?, ...), ... tail`` (columns ``column1``...), 400 rows a statement:
+        one statement instead of executemany's one per row."""
+        if not rows:
+            return
+        marks = "(" + ", ".join("?" * len(types)) + ")"
+        for c in range(0, len(rows), 400):
+            part = rows[c : c + 400]
+            sql = f"{head} VALUES {', '.join([marks] * len(part))} {tail}"
+            con.execute(sql, [x for row in part for x in row])
+
     def read(self, sql: str, args: tuple = ()) -> list[tuple]:
         """Rows of one query, outside any write transaction (WAL readers never block)."""
         try:

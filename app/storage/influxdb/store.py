@@ -104,11 +104,11 @@ class InfluxStore(Store):
                 self.locks.release(lock)
 
     def registry_tx(self, tx: object) -> contextlib.AbstractContextManager[Conn]:
-        return self.meta.tx()
+        return self.meta.section_tx(tx)
 
     def read_states(self, tx: object, batch: Batch, ids: list[int], s: engine.Summaries) -> Stored:
         bounds = series_bounds(s, len(batch.keys))
-        with self.meta.tx() as con:
+        with self.meta.section_tx(tx) as con:
             need = self._bump_hwm(con, ids, s, bounds)
         return self._query_states(batch, s, bounds, need) if need else {}
 
@@ -129,13 +129,14 @@ class InfluxStore(Store):
                 need.append(k)
             if prev is None or hi > prev:
                 new[sid] = max(hi, new.get(sid, hi))
-        if new:
-            con.executemany(
-                "INSERT INTO influx_hwm (series_id, label) VALUES (?, ?) "
-                "ON CONFLICT(series_id) DO UPDATE SET label=CASE WHEN excluded.label > "
-                "influx_hwm.label THEN excluded.label ELSE influx_hwm.label END",
-                list(new.items()),
-            )
+        self.meta.values(
+            con,
+            "INSERT INTO influx_hwm (series_id, label)",
+            "ON CONFLICT(series_id) DO UPDATE SET label=CASE WHEN excluded.label > "
+            "influx_hwm.label THEN excluded.label ELSE influx_hwm.label END",
+            list(new.items()),
+            ("bigint", "bigint"),
+        )
         return need
 
     def _query_states(
