@@ -128,11 +128,12 @@ class PostgresDB:
 
     @contextlib.contextmanager
     def section_tx(self, lock: tuple[psycopg.Connection, str]) -> Iterator[PgConn]:
-        """A transaction on the connection that holds the host's lock (no second one)."""
-        con = lock[0]
+        """Statements of a write, on the connection that holds the host's lock, each committed
+        on its own: the lock already serialises the host's writers, and each statement is a
+        read, a new series, or a single-statement upsert that only moves marks forward, so no
+        partial state can mislead a later write (and BEGIN/COMMIT would cost two round trips)."""
         try:
-            with con.transaction():
-                yield PgConn(con)
+            yield PgConn(lock[0])
         except UNAVAILABLE as e:
             raise StorageUnavailable(f"metadata database: {e}") from e
 

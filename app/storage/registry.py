@@ -137,16 +137,19 @@ class Registry:
         keys: list[SeriesKey],
         last: list[CounterLast | None],
     ) -> None:
-        """Store each counter's newest raw sample, in the write's transaction."""
-        con.executemany(
-            "INSERT INTO counters (host, metric, tags, t, v, start) VALUES (?, ?, ?, ?, ?, ?) "
+        """Store each counter's newest raw sample, in the write's section (one statement)."""
+        rows = {
+            (m, tags_json(tags)): (host, m, tags_json(tags), x[0], x[1], _none(x[2]))
+            for (m, tags), x in zip(keys, last, strict=True)
+            if x is not None
+        }
+        self.db.values(
+            con,
+            "INSERT INTO counters (host, metric, tags, t, v, start)",
             "ON CONFLICT (host, metric, tags) DO UPDATE SET t=excluded.t, v=excluded.v, "
             "start=excluded.start",
-            [
-                (host, m, tags_json(tags), x[0], x[1], None if math.isnan(x[2]) else x[2])
-                for (m, tags), x in zip(keys, last, strict=True)
-                if x is not None
-            ],
+            list(rows.values()),
+            ("text", "text", "text", "float8", "float8", "float8"),
         )
 
     def find(
@@ -191,6 +194,10 @@ class Registry:
 
     def all_ids(self) -> list[int]:
         return [r[0] for r in self.db.read("SELECT id FROM series")]
+
+
+def _none(x: float) -> float | None:
+    return None if math.isnan(x) else x
 
 
 def _nan(x: float | None) -> float:
