@@ -137,15 +137,19 @@ class PostgresDB:
         except UNAVAILABLE as e:
             raise StorageUnavailable(f"metadata database: {e}") from e
 
-    def values(self, con: PgConn, head: str, tail: str, rows: list[tuple], types: tuple) -> None:
+    def values(
+        self, con: PgConn, head: str, tail: str, rows: list[tuple], types: tuple
+    ) -> list[tuple]:
         """``head`` rows ``tail`` as one statement over arrays (``unnest``), whatever the number
-        of rows: one short statement text, so it is parsed and prepared once."""
+        of rows: one short statement text, so it is parsed and prepared once; the rows a
+        RETURNING gives."""
         if not rows:
-            return
+            return []
         cols = ", ".join(f"column{k + 1}" for k in range(len(types)))
         arrays = ", ".join(f"%b::{t}[]" for t in types)  # binary arrays: no text per number
         sql = f"{pg_sql(head)} SELECT * FROM unnest({arrays}) AS u({cols}) {pg_sql(tail)}"
-        con.con.execute(sql, [list(col) for col in zip(*rows, strict=True)])
+        cur = con.con.execute(sql, [list(col) for col in zip(*rows, strict=True)])
+        return cur.fetchall() if cur.description is not None else []
 
     def read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self.connection() as con:

@@ -69,33 +69,58 @@ class Registry:
         Returns the ids and the cache entries to ``keep`` once the caller's transaction has
         committed: a rolled-back id would otherwise later name another series' row.
         """
-        out = []
+        out: list[int | None] = []
         fresh: Fresh = {}
+        stored: dict[tuple[str, str], tuple[int, str | None]] | None = None
+        new: dict[tuple[str, str], str | None] = {}  # series to create: (metric, tags) -> unit
         for key, unit in zip(keys, units, strict=True):
-            k = (host, key)
-            hit = self._ids.get(k)
+            hit = self._ids.get((host, key))
             if hit is not None and (unit is None or hit[1] == unit):
                 out.append(hit[0])
                 continue
-            name = (host, key[0], tags_json(key[1]))
-            row = con.execute(
-                "SELECT id, unit FROM series WHERE host=? AND metric=? AND tags=?", name
-            ).fetchone()
-            if row is None:
-                sid = con.execute(
-                    "INSERT INTO series (host, metric, tags, unit) VALUES (?, ?, ?, ?) "
-                    "RETURNING id",
-                    (*name, unit),
-                ).fetchone()[0]
-                stored_unit = unit
+            if stored is None:  # one read of the host's series, not one per series
+                rows = con.execute(
+                    "SELECT metric, tags, id, unit FROM series WHERE host=?", (host,)
+                ).fetchall()
+                stored = {(m, tj): (sid, u) for m, tj, sid, u in rows}
+            name = (key[0], tags_json(key[1]))
+            if name in stored:
+                fresh[(host, key)] = self._unit(con, stored[name], unit)
+                out.append(fresh[(host, key)][0])
             else:
-                sid, stored_unit = row
-                if unit is not None and stored_unit != unit:
-                    con.execute("UPDATE series SET unit=? WHERE id=?", (unit, sid))
-                    stored_unit = unit
-            fresh[k] = (sid, stored_unit)
-            out.append(sid)
-        return out, fresh
+                new[name] = unit
+                out.append(None)
+        if new:
+            made = self._create(con, host, new)
+            for k, (key, sid) in enumerate(zip(keys, out, strict=True)):
+                if sid is None:
+                    name = (key[0], tags_json(key[1]))
+                    fresh[(host, key)] = (made[name], new[name])
+                    out[k] = made[name]
+        return [int(i) for i in out if i is not None], fresh
+
+    def _create(
+        self, con: Conn, host: str, new: dict[tuple[str, str], str | None]
+    ) -> dict[tuple[str, str], int]:
+        """New series in one statement; their ids by (metric, tags)."""
+        rows = self.db.values(
+            con,
+            "INSERT INTO series (host, metric, tags, unit)",
+            "RETURNING metric, tags, id",
+            [(host, m, tj, u) for (m, tj), u in new.items()],
+            ("text", "text", "text", "text"),
+        )
+        return {(m, tj): sid for m, tj, sid in rows}
+
+    def _unit(
+        self, con: Conn, row: tuple[int, str | None], unit: str | None
+    ) -> tuple[int, str | None]:
+        """A known series' (id, unit), its unit brought up to date."""
+        sid, stored_unit = row
+        if unit is not None and stored_unit != unit:
+            con.execute("UPDATE series SET unit=? WHERE id=?", (unit, sid))
+            return sid, unit
+        return sid, stored_unit
 
     def keep(self, fresh: Fresh) -> None:
         """Cache what ``ids`` found, once its transaction has committed."""

@@ -77,16 +77,16 @@ class SqliteDB:
 
     def values(
         self, con: sqlite3.Connection, head: str, tail: str, rows: list[tuple], types: tuple
-    ) -> None:
+    ) -> list[tuple]:
         """``head VALUES (?, ...), ... tail`` (columns ``column1``...), 400 rows a statement:
-        one statement instead of executemany's one per row."""
-        if not rows:
-            return
+        one statement instead of executemany's one per row; the rows a RETURNING gives."""
+        out: list[tuple] = []
         marks = "(" + ", ".join("?" * len(types)) + ")"
         for c in range(0, len(rows), 400):
             part = rows[c : c + 400]
             sql = f"{head} VALUES {', '.join([marks] * len(part))} {tail}"
-            con.execute(sql, [x for row in part for x in row])
+            out += con.execute(sql, [x for row in part for x in row]).fetchall()
+        return out
 
     def read(self, sql: str, args: tuple = ()) -> list[tuple]:
         """Rows of one query, outside any write transaction (WAL readers never block)."""
