@@ -50,10 +50,10 @@ def on_starting(server):
         settings = Settings.from_env()
     except ValueError as e:
         raise RuntimeError(str(e)) from e
-    node = nodes.node_name(settings, server.cfg.bind)
-    nodes.join(settings, node)
+    node, run = nodes.node_name(settings, server.cfg.bind), nodes.instance(os.getpid())
+    nodes.join(settings, node, run)
     os.environ["FLEETPULSE_NODE_ID"] = node  # the workers beat under the same name
-    _shared["node"] = (settings, node)
+    _shared["node"] = (settings, node, run)
     _shared["buckets"] = SharedBuckets()
 
 
@@ -87,7 +87,8 @@ def post_worker_init(worker):
     if ext.settings.jobs:
         ext.jobs.start()
     if ext.settings.node_id and is_shared(ext.settings.metadata_url):
+        from app.web import nodes
         from app.web.nodes import Heartbeat
 
-        Heartbeat(ext.meta, ext.settings.node_id).start()
+        Heartbeat(ext.meta, ext.settings, nodes.instance(os.getppid())).start()
     worker.log.info("Worker ready (pid: %s)", worker.pid)

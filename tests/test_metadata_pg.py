@@ -95,8 +95,10 @@ def test_registry_ids_latest_counters_and_marks_round_trip(pg_url):
     db.close()
 
 
-def _writer(influx_url: str, pg_url: str, parts: list, host: str) -> None:
+def _writer(influx_url: str, pg_url: str, parts: list, host: str, go=None) -> None:
     store = open_store(influx_url, StoreOptions(90.0, metadata_url=pg_url))
+    if go is not None:
+        go.wait(60)
     for ts, vals, carry in parts:
         store.write(one_series_batch(host, ts, vals, carry))
     store.close()
@@ -106,18 +108,23 @@ def test_processes_sharing_postgres_split_batches_equal_one_batch(influxd, pg_ur
     """4 processes (as on 4 nodes) write interleaved pieces of one host's windows at once: the
     advisory lock serialises their merges, so the result equals one batch of everything."""
     t0 = (int(time.time()) // 30 - 40) * 30
-    ts = [t0 + 1.5 * k for k in range(400)]
-    vals = [float(k % 17) for k in range(400)]
-    cuts = list(range(0, 401, 20))
+    ts = [t0 + 0.25 * k for k in range(2400)]
+    vals = [float(k % 17) for k in range(2400)]
+    cuts = list(range(0, 2401, 5))  # 480 parts: 24 a window, so the processes collide
     parts = [
         (ts[a:b], vals[a:b], None if a == 0 else (ts[a - 1], vals[a - 1]))
         for a, b in itertools.pairwise(cuts)
     ]
     url = influxd.new_db_url()
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(url, pg_url, parts[i::4], "many")) for i in range(4)]
+    go = ctx.Event()  # every process opens its store first, then all write at once
+    procs = [
+        ctx.Process(target=_writer, args=(url, pg_url, parts[i::4], "many", go)) for i in range(4)
+    ]
     for p in procs:
         p.start()
+    time.sleep(3)
+    go.set()
     for p in procs:
         p.join(120)
     assert all(p.exitcode == 0 for p in procs)
@@ -126,6 +133,7 @@ def test_processes_sharing_postgres_split_batches_equal_one_batch(influxd, pg_ur
     a, b = (open_store(u, StoreOptions(90.0, metadata_url=pg_url)) for u in (url, one))
     got = a.query(Query("many", t0 - 60, t0 + 700, "30s", "m.x"))[0].windows
     want = b.query(Query("one", t0 - 60, t0 + 700, "30s", "m.x"))[0].windows
+    assert len(want.time) == 20
     assert got.time.tolist() == want.time.tolist()
     assert got.count.tolist() == want.count.tolist()
     assert got.integral.tolist() == pytest.approx(want.integral.tolist(), abs=1e-9)
@@ -190,15 +198,35 @@ def test_postgres_metadata_needs_an_influxdb_store(tmp_path, pg_url):
 def test_a_live_node_with_other_settings_refuses_the_next(pg_url):
     meta = MetaStore(pg_url)
     ours = Settings(storage_url="influxdb://h:8086/fp").fleet_settings()
-    meta.join("a:8000", ours, 1000.0)
-    meta.join("b:8000", ours, 1001.0)  # the same settings: welcome
+    meta.join("a:8000", "m1/1", ours, 1000.0)
+    meta.join("b:8000", "m2/1", ours, 1001.0)  # the same settings: welcome
     other = Settings(storage_url="influxdb://h:8086/fp", hold=60.0).fleet_settings()
     with pytest.raises(NodeMismatch, match=r"FLEETPULSE_HOLD is '60s' here but '90s' there"):
-        meta.join("c:8000", other, 1002.0)
-    meta.join("c:8000", other, 1100.0)  # a and b not seen for 99 s: gone, so c may start
-    meta.leave("c:8000")
-    meta.join("d:8000", ours, 1101.0)
+        meta.join("c:8000", "m3/1", other, 1002.0)
+    # the same name run on another machine is another node: checked too, not skipped
+    with pytest.raises(NodeMismatch, match="'a:8000'"):
+        meta.join("a:8000", "m9/1", other, 1003.0)
+    meta.join("c:8000", "m3/1", other, 1100.0)  # a and b not seen for 99 s: gone
+    meta.leave("c:8000", "m3/2")  # another run's stop does not remove this one
+    with pytest.raises(NodeMismatch, match="'c:8000'"):
+        meta.join("d:8000", "m4/1", ours, 1101.0)
+    meta.leave("c:8000", "m3/1")
+    meta.join("d:8000", "m4/1", ours, 1102.0)
     meta.close()
+
+
+def test_liveness_is_the_database_clock(pg_url):
+    meta = MetaStore(pg_url)
+    meta.join("a:1", "m1/1", {"FLEETPULSE_HOLD": "90s"})  # now from PostgreSQL
+    with pytest.raises(NodeMismatch, match="seen 0 s ago"):
+        meta.join("b:1", "m2/1", {"FLEETPULSE_HOLD": "60s"})
+    meta.close()
+
+
+def test_a_query_order_in_the_storage_url_is_no_difference():
+    a = Settings(storage_url="influxdb2://h:8086/?org=o&db=d").fleet_settings()
+    b = Settings(storage_url="influxdb2://h:8086/?db=d&org=o").fleet_settings()
+    assert a == b
 
 
 def test_postgres_down_is_503_then_writes_go_on(influxd, postgres, tmp_path):
@@ -236,11 +264,54 @@ def test_workers_heartbeat_keeps_their_node_live(pg_url):
     from app.web.nodes import Heartbeat
 
     meta = MetaStore(pg_url)
-    meta.join("a:1", {"FLEETPULSE_HOLD": "90s"}, time.time() - 40)
-    beat = Heartbeat(meta, "a:1", every=0.05)
+    settings = Settings(storage_url="influxdb://h:8086/fp", node_id="a:1")
+    meta.join("a:1", "m1/1", settings.fleet_settings(), time.time() - 40)
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute("DELETE FROM nodes")  # a row lost meanwhile comes back with the next beat
+    beat = Heartbeat(meta, settings, "m1/1", every=0.05)
     beat.start()
     time.sleep(0.5)
     beat.stop()
+    other = Settings(storage_url="influxdb://h:8086/fp", hold=60.0).fleet_settings()
     with pytest.raises(NodeMismatch, match="'a:1' \\(seen 0 s ago\\)"):
-        meta.join("b:1", {"FLEETPULSE_HOLD": "60s"}, time.time())
+        meta.join("b:1", "m2/1", other)
     meta.close()
+
+
+def test_lock_connections_end_a_lost_peer_within_seconds_on_the_server_side(pg_url):
+    """The server's own keepalives (not only libpq's): a node lost to a power cut must not
+    hold its hosts' locks for the kernel's default two hours."""
+    db = open_metadata(pg_url, "SELECT 1;")
+    locks = db.host_locks()
+    handle = locks.acquire("web-1", 1.0)
+    got = [handle[0].execute(f"SHOW {k}").fetchone()[0] for k in
+           ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")]  # fmt: skip
+    assert got == ["5", "2", "3"]
+    locks.release(handle)
+    db.close()
+
+
+def test_a_lock_lost_with_a_restart_is_noticed_before_the_write(postgres):
+    db = open_metadata(postgres.new_db_url(), "SELECT 1;")
+    locks = db.host_locks()
+    handle = locks.acquire("web-1", 1.0)
+    locks.check(handle)  # held: nothing to say
+    postgres.stop()
+    postgres.start()
+    with pytest.raises(StorageUnavailable, match="write lock was lost"):
+        locks.check(handle)
+    locks.release(handle)
+    locks.release(locks.acquire("web-1", 1.0))  # the pool serves again
+    db.close()
+
+
+def test_a_failed_release_never_returns_a_locked_session_to_the_pool(pg_url):
+    db = open_metadata(pg_url, "SELECT 1;")
+    locks = db.host_locks()
+    con, host, _ = locks.acquire("web-1", 1.0)
+    locks.release((con, host, "not a timeout"))  # the release statement fails
+    assert con.closed  # closed, not pooled while still holding web-1's lock
+    other = open_metadata(pg_url, "SELECT 1;")
+    other.host_locks().release(other.host_locks().acquire("web-1", 0.5))
+    db.close()
+    other.close()

@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE TABLE IF NOT EXISTS nodes (
     id TEXT PRIMARY KEY,
+    instance TEXT NOT NULL,
     settings TEXT NOT NULL,
     seen REAL NOT NULL
 );
@@ -184,40 +185,56 @@ class MetaStore:
             )
         return cur.rowcount == 1
 
-    def join(self, node: str, settings: dict[str, str], now: float) -> None:
-        """Register this node, unless a live node of the same fleet runs with other settings:
-        nodes that disagreed on retention or the hold would store different windows."""
+    def join(
+        self, node: str, instance: str, settings: dict[str, str], now: float | None = None
+    ) -> None:
+        """Register this node, unless a live node of the same fleet (another name, or this name
+        run elsewhere) has other settings: they would store different windows."""
         with self.db.tx() as con:
             self.db.exclusive(con, "nodes")  # two nodes starting at once see each other
+            now = self._now(con) if now is None else now
             rows = con.execute(
-                "SELECT id, settings, seen FROM nodes WHERE id <> ? AND seen > ? ORDER BY id",
-                (node, now - NODE_TTL),
+                "SELECT id, settings, seen FROM nodes WHERE seen > ? AND NOT (id = ? AND "
+                "instance = ?) ORDER BY id",
+                (now - NODE_TTL, node, instance),
             ).fetchall()
             for other, text, seen in rows:
                 theirs = json.loads(text)
-                diff = [
-                    k
-                    for k in sorted(set(settings) | set(theirs))
-                    if settings.get(k) != theirs.get(k)
-                ]
+                keys = sorted(set(settings) | set(theirs))
+                diff = [k for k in keys if settings.get(k) != theirs.get(k)]
                 if diff:
                     raise NodeMismatch(_mismatch(diff, settings, theirs, other, now - seen))
-            con.execute(
-                "INSERT INTO nodes (id, settings, seen) VALUES (?, ?, ?) ON CONFLICT (id) "
-                "DO UPDATE SET settings=excluded.settings, seen=excluded.seen",
-                (node, json.dumps(settings, sort_keys=True), now),
-            )
+            self._upsert(con, node, instance, settings, now)
             con.execute("DELETE FROM nodes WHERE seen < ?", (now - 86400,))
 
-    def beat(self, node: str, now: float) -> None:
+    def beat(
+        self, node: str, instance: str, settings: dict[str, str], now: float | None = None
+    ) -> None:
         """Show this node is alive (its workers call it every few seconds)."""
         with self.db.tx() as con:
-            con.execute("UPDATE nodes SET seen=? WHERE id=? AND seen < ?", (now, node, now))
+            self._upsert(con, node, instance, settings, self._now(con) if now is None else now)
 
-    def leave(self, node: str) -> None:
+    def leave(self, node: str, instance: str) -> None:
         """A node stopping cleanly: the fleet may then restart with other settings at once."""
         with self.db.tx() as con:
-            con.execute("DELETE FROM nodes WHERE id=?", (node,))
+            con.execute("DELETE FROM nodes WHERE id=? AND instance=?", (node, instance))
+
+    def _upsert(
+        self, con: Conn, node: str, instance: str, settings: dict[str, str], now: float
+    ) -> None:
+        con.execute(
+            "INSERT INTO nodes (id, instance, settings, seen) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET instance=excluded.instance, "
+            "settings=excluded.settings, seen=excluded.seen",
+            (node, instance, json.dumps(settings, sort_keys=True), now),
+        )
+
+    def _now(self, con: Conn) -> float:
+        """The database's clock: liveness must not depend on the nodes' clocks agreeing."""
+        if self.db.dialect == "sqlite":
+            return time.time()
+        sql = "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+        return float(con.execute(sql).fetchone()[0])
 
     def ping(self) -> None:
         """Raise StorageUnavailable unless the metadata database answers now."""
@@ -232,5 +249,6 @@ def _mismatch(diff: list[str], ours: dict, theirs: dict, other: str, age: float)
     return (
         f"node {other!r} (seen {age:.0f} s ago) serves the same FLEETPULSE_METADATA_URL with "
         f"other settings: {what}. Every node of a fleet must run with the same settings; to "
-        f"change them, stop every node first (a stopped node counts for {NODE_TTL:.0f} s)."
+        f"change them, stop every node first (one stopped cleanly leaves at once, one killed "
+        f"counts for {NODE_TTL:.0f} s)."
     )

@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import re
+import select
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -23,14 +24,19 @@ from app.core.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
-POOL_MAX = 8  # per worker: a sync worker uses one or two at a time, plus its job thread
+POOL_MAX = 16  # per worker: a write holds one (its lock's); gthread workers hold one a thread
 POOL_WAIT = 2.0  # seconds a request waits for a connection: only an outage makes it wait
 LOCK_CLASS = 1  # advisory lock namespace (classid) of the per-host write locks
 TX_LOCK_CLASS = 2  # ... of the transaction locks of ``exclusive``
 SCHEMA_LOCK = 0  # advisory lock held while creating the schema (nodes start together)
-# Dead peers must not hold a host's lock for long: TCP keepalives end a lost session.
-KEEPALIVE = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
-             "keepalives_count": 3}  # fmt: skip
+# Dead peers must not hold a host's lock for long: TCP keepalives on both ends end a lost
+# session within ~11 s (libpq's for the client side, the server's tcp_* settings for its side:
+# a node lost to a power cut or a network cut would otherwise hold its locks for ~2 h).
+KEEPALIVE = {
+    "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+    "options": "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 "
+               "-c tcp_keepalives_count=3 -c tcp_user_timeout=11000",
+}  # fmt: skip
 UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout)
 
 
@@ -103,6 +109,8 @@ class PostgresDB:
                 max_size=POOL_MAX,
                 timeout=min(self.timeout, POOL_WAIT),
                 kwargs={"autocommit": True, **KEEPALIVE},
+                # a connection that PostgreSQL ended (a restart) is replaced, not handed out
+                check=psycopg_pool.ConnectionPool.check_connection,
                 name=f"fleetpulse-meta-{self._pid}",
                 open=False,
             )
@@ -127,7 +135,7 @@ class PostgresDB:
             yield PgConn(con)
 
     @contextlib.contextmanager
-    def section_tx(self, lock: tuple[psycopg.Connection, str]) -> Iterator[PgConn]:
+    def section_tx(self, lock: tuple[psycopg.Connection, str, str]) -> Iterator[PgConn]:
         """Statements of a write, on the connection that holds the host's lock, each committed
         on its own: the lock already serialises the host's writers, and each statement is a
         read, a new series, or a single-statement upsert that only moves marks forward, so no
@@ -177,7 +185,7 @@ class PgHostLocks:
     def __init__(self, db: PostgresDB) -> None:
         self.db = db
 
-    def acquire(self, host: str, timeout: float) -> tuple[psycopg.Connection, str]:
+    def acquire(self, host: str, timeout: float) -> tuple[psycopg.Connection, str, str]:
         """The host's lock within ``timeout``, else StorageUnavailable (no request hangs)."""
         pool = self.db.pool()
         try:
@@ -185,35 +193,48 @@ class PgHostLocks:
         except UNAVAILABLE as e:
             raise StorageUnavailable(f"metadata database: {e}") from e
         try:
-            # One round trip; a timed-out statement also undoes its set_config.
-            con.execute(
-                "SELECT set_config('lock_timeout', %s, false), pg_advisory_lock(%s, hashtext(%s))",
+            # One round trip (the old timeout kept for the release); a timed-out statement
+            # also undoes its set_config.
+            (before, *_), *_ = con.execute(
+                "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, false), "
+                "pg_advisory_lock(%s, hashtext(%s))",
                 (f"{max(1, int(timeout * 1000))}ms", LOCK_CLASS, host),
-            )
+            ).fetchall()
         except psycopg.errors.LockNotAvailable as e:
             _give_back(pool, con)
             raise StorageUnavailable("another request for this host is still being stored") from e
         except psycopg.Error as e:
             _give_back(pool, con)
             raise StorageUnavailable(f"metadata database: {e}") from e
-        return con, host
+        return con, host, before
 
-    def check(self, handle: tuple[psycopg.Connection, str]) -> None:
-        """Refuse to go on if the lock's session is known to be lost (a restart under us)."""
-        con, _ = handle
-        if con.closed or con.broken:
+    def check(self, handle: tuple[psycopg.Connection, str, str]) -> None:
+        """Refuse to go on if the lock's session was lost (PostgreSQL restarted under us): an
+        idle session's socket has something to read only when the server ended it, so a
+        round trip is paid only then."""
+        con = handle[0]
+        lost = con.closed or con.broken
+        if not lost and select.select([con.fileno()], [], [], 0)[0]:
+            try:
+                con.execute("SELECT 1")
+            except psycopg.Error:
+                lost = True
+        if lost:
             raise StorageUnavailable("metadata database: the host's write lock was lost")
 
-    def release(self, handle: tuple[psycopg.Connection, str]) -> None:
-        con, host = handle
+    def release(self, handle: tuple[psycopg.Connection, str, str]) -> None:
+        con, host, before = handle
         try:
-            con.execute(
+            (released, *_), *_ = con.execute(
                 "SELECT pg_advisory_unlock(%s, hashtext(%s)), "
-                "set_config('lock_timeout', '0', false)",
-                (LOCK_CLASS, host),
-            )
-        except psycopg.Error as e:  # the session is gone, and its locks with it
+                "set_config('lock_timeout', %s, false)",
+                (LOCK_CLASS, host, before),
+            ).fetchall()
+            if not released:
+                log.warning("the write lock of %r was not held at release", host)
+        except psycopg.Error as e:  # the session is gone (and its locks), or unlock failed
             log.warning("releasing the write lock of %r: %s", host, e)
+            con.close()  # never back to the pool still holding a host's lock
         finally:
             self.db.pool().putconn(con)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 
 from app.core.errors import StorageUnavailable
 from app.storage.meta import MetaStore, NodeMismatch
@@ -27,7 +26,13 @@ def node_name(settings: Settings, bind: list[str] | str) -> str:
     return f"{socket.gethostname()}:{first}"
 
 
-def join(settings: Settings, node: str) -> None:
+def instance(master_pid: int) -> str:
+    """This run of the node: its machine and gunicorn master (two machines given one
+    FLEETPULSE_NODE_ID stay two nodes)."""
+    return f"{socket.gethostname()}/{master_pid}"
+
+
+def join(settings: Settings, node: str, run: str) -> None:
     """Check the metadata database answers and no live node runs with other settings, then
     register; RuntimeError (gunicorn's clean refusal) names what is wrong."""
     try:
@@ -40,7 +45,7 @@ def join(settings: Settings, node: str) -> None:
         meta.close()
         return
     try:
-        meta.join(node, settings.fleet_settings(), time.time())
+        meta.join(node, run, settings.fleet_settings())
     except NodeMismatch as e:
         raise RuntimeError(f"refusing to start node {node!r}: {e}") from e
     except StorageUnavailable as e:
@@ -49,13 +54,13 @@ def join(settings: Settings, node: str) -> None:
         meta.close()  # nothing open crosses the fork into the workers
 
 
-def leave(settings: Settings, node: str) -> None:
+def leave(settings: Settings, node: str, run: str) -> None:
     """Deregister on a clean stop, so the fleet can restart with new settings at once."""
     if not is_shared(settings.metadata_url):
         return
     meta = MetaStore(settings.metadata_url)
     try:
-        meta.leave(node)
+        meta.leave(node, run)
     finally:
         meta.close()
 
@@ -63,15 +68,16 @@ def leave(settings: Settings, node: str) -> None:
 class Heartbeat(Background):
     """A worker's thread that keeps its node's row fresh; missed beats are only logged."""
 
-    def __init__(self, meta: MetaStore, node: str, every: float = BEAT) -> None:
+    def __init__(self, meta: MetaStore, settings: Settings, run: str, every: float = BEAT) -> None:
         super().__init__("fleetpulse-beat", self._loop)
-        self.meta, self.node, self.every = meta, node, every
+        self.meta, self.node, self.run, self.every = meta, settings.node_id, run, every
+        self.settings = settings.fleet_settings()
 
     def _loop(self, stop: threading.Event) -> None:
         failing = False
         while not stop.wait(self.every):
             try:
-                self.meta.beat(self.node, time.time())
+                self.meta.beat(self.node, self.run, self.settings)
                 failing = False
             except Exception as e:  # the database is down: requests answer 503 meanwhile
                 if not failing:

@@ -115,13 +115,14 @@ class Settings:
     def fleet_settings(self) -> dict[str, str]:
         """What every node serving one metadata database must agree on (checked at start)."""
         store = urlsplit(self.storage_url)
+        query = "&".join(sorted(store.query.split("&"))) if store.query else ""
         return {
             "FLEETPULSE_HOLD": f"{self.hold:g}s",
             "FLEETPULSE_RAW_RETENTION": f"{self.raw_retention:g}s",
             "FLEETPULSE_30S_RETENTION": f"{self.retention_30s:g}s",
             "FLEETPULSE_30M_RETENTION": f"{self.retention_30m:g}s",
             "FLEETPULSE_JOB_INTERVAL": f"{self.job_interval:g}s",
-            "FLEETPULSE_STORAGE_URL database": f"{store.scheme}:{store.path}?{store.query}",
+            "FLEETPULSE_STORAGE_URL database": f"{store.scheme}:{store.path}?{query}",
         }
 
     def limits(self) -> Limits:
