@@ -218,9 +218,9 @@ def test_postgres_restarted_under_load_gives_503s_then_everything_once(
     t0, seconds = now30() - 600, 480
     data = {f"pg-{h}": samples(200 + h, t0, seconds) for h in range(4)}
 
-    def restart() -> None:
+    def restart() -> None:  # down longer than a request waits for a connection (2 s)
         postgres.stop()
-        time.sleep(2.0)
+        time.sleep(5.0)
         postgres.start()
 
     sender = load(fleet, data, restart, 30)
