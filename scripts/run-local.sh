@@ -45,6 +45,8 @@ alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
 cleanup() {
   [ -z "$stopping" ] || return 0
   stopping=1
+  # A second Ctrl-C while stopping must not end this script before gunicorn is stopped.
+  trap '' INT TERM HUP
   if alive "$agent_pid"; then
     kill -TERM "$agent_pid" 2>/dev/null || true
     for _ in $(seq $((AGENT_STOP_S * 10))); do alive "$agent_pid" || break; sleep 0.1; done

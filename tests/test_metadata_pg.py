@@ -15,8 +15,8 @@ from app.core.errors import StorageUnavailable
 from app.core.records import Query
 from app.storage import StoreOptions, open_store
 from app.storage.meta import EnrollConflict, MetaStore, NodeMismatch
-from app.storage.metadb import open_metadata
-from app.storage.pgdb import pg_schema, pg_sql, redacted
+from app.storage.metadb import open_metadata, redacted
+from app.storage.pgdb import pg_schema, pg_sql
 from app.storage.registry import REGISTRY_SCHEMA, Registry
 from app.web import create_app
 from app.web.settings import Settings
@@ -188,6 +188,10 @@ def test_wrong_or_unreachable_urls_are_refused_naming_them(postgres):
     with pytest.raises(ValueError, match="scheme 'mysql'"):
         MetaStore("mysql://x/y")
     assert redacted("postgresql://u:s3cret@h:1/d") == "postgresql://u:***@h:1/d"
+    assert redacted("postgresql://u:p@ss/w@h:1/d") == "postgresql://u:***@h:1/d"
+    with pytest.raises(ValueError, match="postgresq") as e:
+        MetaStore("postgresq://u:s3cret@h:1/d")
+    assert "s3cret" not in str(e.value)
 
 
 def test_postgres_metadata_needs_an_influxdb_store(tmp_path, pg_url):

@@ -112,9 +112,12 @@ class LocalRun:
             time.sleep(0.2)
         pytest.fail(f"no {text!r} within {timeout} s:\n{self.text()[-4000:]}")
 
-    def ctrl_c(self, timeout: float = 60.0) -> int:
+    def ctrl_c(self, timeout: float = 60.0, times: int = 1) -> int:
         self.note_children()
-        os.killpg(self.proc.pid, signal.SIGINT)
+        for k in range(times):  # an impatient user presses it again while it stops
+            if k:
+                time.sleep(0.05)
+            os.killpg(self.proc.pid, signal.SIGINT)
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -185,6 +188,16 @@ def test_ctrl_c_stops_the_agent_first_so_it_flushes_to_a_live_server(checkout, r
     assert (spool / "spool.db").exists(), "the agent never opened its spool"
     assert pending_batches(spool) == 0, f"a batch was left in the spool:\n{out[-4000:]}"
     assert not run.survivors(), f"processes left running after Ctrl-C:\n{out[-4000:]}"
+
+
+def test_a_second_ctrl_c_while_stopping_still_stops_everything(checkout, runs):
+    run = LocalRun(checkout, free_port(), "twice")
+    runs.append(run.start())
+    run.wait_for(RUNNING)
+    rc = run.ctrl_c(times=2)
+    out = run.text()
+    assert rc in (0, 130), out[-4000:]
+    assert not run.survivors(), f"processes left running after two Ctrl-Cs:\n{out[-4000:]}"
 
 
 def page_link(out: str) -> str:

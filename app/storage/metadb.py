@@ -72,8 +72,21 @@ def open_metadata(url: str, schema: str, timeout: float = 5.0) -> MetaDB:
 
         return PostgresDB(url, schema, timeout)
     raise ValueError(
-        f"FLEETPULSE_METADATA_URL scheme {scheme!r} is not one of sqlite, postgresql: {url!r}"
+        f"FLEETPULSE_METADATA_URL scheme {scheme!r} is not one of sqlite, postgresql "
+        f"(or postgres): {redacted(url)!r}"
     )
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages (everything between the scheme's ``//``
+    user ``:`` and the last ``@``: a password with an unencoded ``@`` stays hidden too)."""
+    head, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    cred, _, host = rest.rpartition("@")
+    if ":" not in cred:
+        return url
+    return f"{head}://{cred.split(':', 1)[0]}:***@{host}"
 
 
 def is_shared(url: str) -> bool:

@@ -15,12 +15,12 @@ import re
 import select
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import psycopg_pool
 
 from app.core.errors import StorageUnavailable
+from app.storage.metadb import redacted
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +53,6 @@ def pg_schema(schema: str) -> str:
     out = re.sub(r"\bINTEGER\b", "BIGINT", out)
     out = re.sub(r"\bREAL\b", "DOUBLE PRECISION", out)
     return re.sub(r"\)\s*WITHOUT ROWID", ")", out)
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class PgConn:
