@@ -161,9 +161,8 @@ def is_pinned(image: str) -> bool:
     return bool(name) and "/" not in tag and tag != "latest" and re.search(r"\d+\.\d+", tag)
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
-def test_every_service_is_pinned_healthchecked_persistent_and_restarts(compose, name):
-    svc = compose["services"][name]
+def check_pinned_healthchecked_restarting(name: str, svc: dict) -> None:
+    """What every service of every compose file must be: pinned, healthchecked, restarting."""
     if "build" in svc:
         # built here; the local tag names a version, never `latest`
         assert re.fullmatch(r"fleetpulse:\$\{FLEETPULSE_IMAGE_TAG:-\d+\.\d+\.\d+\}", svc["image"])
@@ -172,6 +171,12 @@ def test_every_service_is_pinned_healthchecked_persistent_and_restarts(compose, 
     test = svc.get("healthcheck", {}).get("test")
     assert test and test[0] in {"CMD", "CMD-SHELL"}, f"{name}: no healthcheck"
     assert svc.get("restart") in {"always", "unless-stopped", "on-failure"}
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_service_is_pinned_healthchecked_persistent_and_restarts(compose, name):
+    svc = compose["services"][name]
+    check_pinned_healthchecked_restarting(name, svc)
     source, _mode = mounts(svc)[DATA_MOUNTS[name]]
     assert source in compose["volumes"], f"{name}: data must live in a named volume"
 

@@ -39,9 +39,9 @@ from tests.test_deploy import (
     COMPOSE,
     COMPOSE_HA,
     SAMPLE_ENV,
+    check_pinned_healthchecked_restarting,
     docker_compose,
     env_list_to_dict,
-    is_pinned,
     load_yaml,
     mounts,
     required_var,
@@ -96,13 +96,7 @@ def test_ha_compose_has_the_services(ha, ha_config):
 @pytest.mark.parametrize("name", sorted(SERVICES))
 def test_every_ha_service_is_pinned_healthchecked_persistent_and_restarts(ha, name):
     svc = ha["services"][name]
-    if "build" in svc:
-        assert re.fullmatch(r"fleetpulse:\$\{FLEETPULSE_IMAGE_TAG:-\d+\.\d+\.\d+\}", svc["image"])
-    else:
-        assert is_pinned(svc["image"]), f"{name}: pin the image to a version tag"
-    test = svc.get("healthcheck", {}).get("test")
-    assert test and test[0] in {"CMD", "CMD-SHELL"}, f"{name}: no healthcheck"
-    assert svc.get("restart") in {"always", "unless-stopped", "on-failure"}
+    check_pinned_healthchecked_restarting(name, svc)
     if name in STATELESS:
         named = [s for s, _ in mounts(svc).values() if not s.startswith(("./", "/"))]
         assert not named, f"{name} keeps no state of its own: any node can be replaced"
