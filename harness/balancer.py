@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.net import free_port
+from harness.procs import stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "deploy" / "nginx" / "fleetpulse.conf"
@@ -138,10 +139,4 @@ def start_nginx(workdir: Path, upstreams: list[str]) -> LiveNginx:
 
 def stop_nginx(proc: subprocess.Popen) -> None:
     """SIGQUIT (graceful), then SIGKILL of the group."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGQUIT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+    stop_group(proc, signal.SIGQUIT, 10)

@@ -12,6 +12,7 @@ from pathlib import Path
 import requests
 
 from harness.net import free_port
+from harness.procs import stop_group
 
 CONFIG = """\
 reporting-disabled = true
@@ -109,14 +110,8 @@ class Influxd:
 
     def stop(self) -> None:
         """SIGTERM and wait: influxd flushes its WAL, so every acknowledged write survives."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        if self.proc is not None:
+            stop_group(self.proc, signal.SIGTERM, 20)
 
     def new_db_url(self) -> str:
         """A URL naming a database no other test uses."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import subprocess
 import threading
 import time
 
@@ -64,3 +67,16 @@ def worker_pids(master_pid: int) -> list[int]:
     with contextlib.suppress(psutil.Error):
         return sorted(p.pid for p in psutil.Process(master_pid).children())
     return []
+
+
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 15.0) -> None:
+    """``sig`` to the process's group (started with ``start_new_session``), then SIGKILL of
+    what is left after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)

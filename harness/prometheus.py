@@ -3,7 +3,6 @@ remote-writing to an API, each on a free port in a temp dir (as ``harness.influx
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import requests
 
 from harness.net import free_port
+from harness.procs import stop_group
 
 CONFIG = """\
 global:
@@ -61,13 +61,8 @@ def _wait(proc: subprocess.Popen, url: str, log: Path, timeout: float) -> None:
 
 
 def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is not None and proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+    if proc is not None:
+        stop_group(proc, signal.SIGTERM, 15)
 
 
 class PromPair:

@@ -15,6 +15,7 @@ import orjson
 import requests
 
 from harness.net import free_port
+from harness.procs import stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ADMIN = "harness-admin-token"
@@ -117,10 +118,4 @@ def start_gunicorn(
 
 def stop_gunicorn(proc: subprocess.Popen, grace: float = 30.0) -> None:
     """SIGTERM the group (graceful_timeout is 20 s); SIGKILL what is left after ``grace``."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+    stop_group(proc, signal.SIGTERM, grace)

@@ -67,7 +67,7 @@ def open_metadata(url: str, schema: str, timeout: float = 5.0) -> MetaDB:
         from app.storage.sqldb import SqliteDB
 
         return SqliteDB(sqlite_path(url, "FLEETPULSE_METADATA_URL"), schema)
-    if scheme in ("postgresql", "postgres"):
+    if is_shared(url):
         from app.storage.pgdb import PostgresDB
 
         return PostgresDB(url, schema, timeout)
